@@ -1,0 +1,13 @@
+"""minseg: semantic segmentation from scratch on NumPy/CuPy, written to be read beside chapter 7."""
+
+__version__ = "0.1.0"
+
+from . import functional  # noqa: F401  (also attaches Tensor's operators and methods)
+from .autograd import (Function, Tensor, arange, enable_grad, full, is_grad_enabled, no_grad, ones, ones_like, rand,
+                       randn, tensor, zeros, zeros_like)
+from .backend import cuda_available, get_array_module, to_device
+from .random import get_rng_state, manual_seed, set_rng_state
+
+import numpy as _np
+
+float32, float64, int64, bool_ = _np.float32, _np.float64, _np.int64, _np.bool_

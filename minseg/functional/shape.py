@@ -1,0 +1,218 @@
+"""Shape ops: reshape/view, flatten, (un)squeeze, transpose, permute, cat, stack, indexing, flip, center_crop.
+
+None of these change values, so each backward only undoes the rearrangement: reshape back, permute
+back, split the gradient of a concatenation, scatter the gradient of an indexing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..autograd import Function, Tensor
+from ..backend import get_array_module, scatter_add
+from .reduction import normalize_dims
+
+
+def _shape_args(shape) -> tuple:
+    """Accept ``f(x, 2, 3)`` and ``f(x, (2, 3))`` like PyTorch."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+class Reshape(Function):
+    def forward(self, input, shape=()):
+        self.input_shape = input.shape
+        return input.reshape(shape)
+
+    def backward(self, grad):
+        return grad.reshape(self.input_shape)
+
+
+def reshape(input, *shape):
+    """Same elements in a new shape (one entry may be -1)."""
+    shape = _shape_args(shape)
+    numel = input.numel()
+    known = math.prod(s for s in shape if s != -1)
+    wildcards = sum(s == -1 for s in shape)
+    valid = all(isinstance(s, int) and s >= -1 for s in shape) and (
+        known == numel if wildcards == 0 else wildcards == 1 and known > 0 and numel % known == 0)
+    if not valid:
+        raise ValueError(f"reshape: shape {shape} is invalid for input of shape {input.shape} ({numel} elements)")
+    return Reshape.apply(input, shape=shape)
+
+
+view = reshape
+
+
+def flatten(input, start_dim: int = 0, end_dim: int = -1):
+    """Merge axes ``start_dim..end_dim`` into one."""
+    if input.ndim == 0:
+        return reshape(input, 1)
+    (start,) = normalize_dims(start_dim, input.ndim, "flatten")
+    (end,) = normalize_dims(end_dim, input.ndim, "flatten")
+    merged = 1
+    for size in input.shape[start:end + 1]:
+        merged *= size
+    return reshape(input, input.shape[:start] + (merged,) + input.shape[end + 1:])
+
+
+def unsqueeze(input, dim: int):
+    """Insert a size-1 axis at ``dim``."""
+    (axis,) = normalize_dims(dim, input.ndim + 1, "unsqueeze")
+    return reshape(input, input.shape[:axis] + (1,) + input.shape[axis:])
+
+
+def squeeze(input, dim=None):
+    """Drop size-1 axes (all of them, or those in ``dim`` that have size 1)."""
+    axes = normalize_dims(dim, input.ndim, "squeeze")
+    return reshape(input, tuple(s for a, s in enumerate(input.shape) if not (a in axes and s == 1)))
+
+
+class Permute(Function):
+    def forward(self, input, dims=()):
+        self.dims = dims
+        return input.transpose(dims)
+
+    def backward(self, grad):
+        inverse = [0] * len(self.dims)
+        for position, axis in enumerate(self.dims):
+            inverse[axis] = position
+        return grad.transpose(inverse)
+
+
+def permute(input, *dims):
+    """Reorder axes: output axis i is input axis ``dims[i]``."""
+    dims = _shape_args(dims)
+    if len(dims) != input.ndim or sorted(d % max(input.ndim, 1) for d in dims) != list(range(input.ndim)):
+        raise ValueError(f"permute: dims {dims} is not a permutation of the {input.ndim} axes of shape {input.shape}")
+    return Permute.apply(input, dims=tuple(d % input.ndim for d in dims))
+
+
+def transpose(input, dim0: int, dim1: int):
+    """Swap two axes."""
+    a, b = (normalize_dims(d, input.ndim, "transpose")[0] for d in (dim0, dim1))
+    dims = list(range(input.ndim))
+    dims[a], dims[b] = dims[b], dims[a]
+    return Permute.apply(input, dims=tuple(dims))
+
+
+class Cat(Function):
+    def forward(self, *tensors, dim=0):
+        xp = get_array_module(*tensors)
+        self.dim = dim
+        self.sizes = [t.shape[dim] for t in tensors]
+        return xp.concatenate(tensors, axis=dim)
+
+    def backward(self, grad):
+        pieces, start = [], 0
+        for size in self.sizes:
+            index = [slice(None)] * grad.ndim
+            index[self.dim] = slice(start, start + size)
+            pieces.append(grad[tuple(index)])
+            start += size
+        return tuple(pieces)
+
+
+def _check_cat_shapes(op, tensors, dim, same_everywhere):
+    if not tensors:
+        raise ValueError(f"{op}: expected a non-empty sequence of tensors")
+    first = tensors[0].shape
+    for i, t in enumerate(tensors[1:], start=1):
+        other = t.shape
+        mismatch = len(other) != len(first) or any(
+            a != b for axis, (a, b) in enumerate(zip(first, other)) if same_everywhere or axis != dim
+        )
+        if mismatch:
+            rule = "the same shape" if same_everywhere else f"the same shape except in dim {dim}"
+            raise ValueError(f"{op}: tensors[{i}] has shape {other} but tensors[0] has shape {first}; "
+                             f"all need {rule}")
+
+
+def cat(tensors, dim: int = 0):
+    """Join tensors along an existing axis."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty sequence of tensors")
+    (axis,) = normalize_dims(dim, tensors[0].ndim, "cat")
+    _check_cat_shapes("cat", tensors, axis, same_everywhere=False)
+    return Cat.apply(*tensors, dim=axis)
+
+
+def stack(tensors, dim: int = 0):
+    """Join same-shaped tensors along a new axis."""
+    tensors = list(tensors)
+    _check_cat_shapes("stack", tensors, None, same_everywhere=True)
+    (axis,) = normalize_dims(dim, tensors[0].ndim + 1, "stack")
+    return cat([unsqueeze(t, axis) for t in tensors], axis)
+
+
+class GetItem(Function):
+    """y = x[index]. Backward writes the gradient back into a zero array at the same places; integer-array
+    indices may repeat, so those are accumulated with ``scatter_add``."""
+
+    def forward(self, input, index=()):
+        self.input_shape, self.dtype, self.index = input.shape, input.dtype, index
+        return input[index]
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        grad_input = xp.zeros(self.input_shape, dtype=self.dtype)
+        if _is_basic(self.index):
+            grad_input[self.index] = grad
+        else:
+            scatter_add(grad_input, self.index, grad)
+        return grad_input
+
+
+def _is_basic(index) -> bool:
+    """True for indices made only of ints, slices, None and Ellipsis (each element picked at most once)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (int, slice)) or p is None or p is Ellipsis for p in parts)
+
+
+def _raw_index(index, xp):
+    """Tensors and lists inside an index become arrays of the input's array module."""
+    if isinstance(index, tuple):
+        return tuple(_raw_index(part, xp) for part in index)
+    if isinstance(index, Tensor):
+        index = index.data
+    if isinstance(index, (list, np.ndarray)):
+        return xp.asarray(index)
+    return index
+
+
+def getitem(input, index):
+    """``input[index]`` with ints, slices, None, Ellipsis, integer arrays/tensors or boolean masks."""
+    return GetItem.apply(input, index=_raw_index(index, get_array_module(input)))
+
+
+def center_crop(input, size):
+    """The central ``size = (h, w)`` window of the last two axes (U-Net's skip-connection crop, §7.3.3).
+
+    The window starts at ``((H − h) // 2, (W − w) // 2)``: when the margin is odd, the extra pixel is cut
+    from the bottom/right.
+    """
+    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    height, width = input.shape[-2:]
+    if not (0 < h <= height and 0 < w <= width):
+        raise ValueError(f"center_crop: size ({h}, {w}) must be positive and fit inside the input's last two "
+                         f"axes ({height}, {width}); input shape {input.shape}")
+    top, left = (height - h) // 2, (width - w) // 2
+    return getitem(input, (Ellipsis, slice(top, top + h), slice(left, left + w)))
+
+
+class Flip(Function):
+    def forward(self, input, dims=()):
+        self.dims = dims
+        return get_array_module(input).flip(input, axis=dims)
+
+    def backward(self, grad):
+        return get_array_module(grad).flip(grad, axis=self.dims)
+
+
+def flip(input, dims):
+    """Reverse the order of elements along ``dims``."""
+    return Flip.apply(input, dims=normalize_dims(dims, input.ndim, "flip"))

@@ -1,0 +1,72 @@
+"""Run a minseg op and its PyTorch twin on the same float64 inputs and compare forward and backward.
+
+``check_op(minseg_fn, torch_fn, *inputs)``: every NumPy float array among ``inputs`` becomes a leaf that
+requires grad in both frameworks (other values are passed through unchanged). The forward outputs must
+agree to ``rtol``; then both outputs are back-propagated with the same random upstream gradient and the
+gradient of every leaf must agree too.
+"""
+
+import numpy as np
+import torch
+
+import minseg
+
+RTOL = 1e-10
+ATOL = 1e-12
+
+
+def _outputs(result):
+    return tuple(result) if isinstance(result, (tuple, list)) else (result,)
+
+
+def _to_numpy(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().numpy()
+    return value.numpy()
+
+
+def assert_close(actual, expected, rtol=RTOL, atol=ATOL, what="value"):
+    actual, expected = _to_numpy(actual), _to_numpy(expected)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != torch's {expected.shape}"
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=atol, err_msg=what)
+
+
+def check_op(minseg_fn, torch_fn, *inputs, device="cpu", rtol=RTOL, atol=ATOL, grad=True, seed=0):
+    ours, theirs, leaves = [], [], []
+    for value in inputs:
+        if isinstance(value, np.ndarray):
+            differentiable = grad and np.issubdtype(value.dtype, np.floating)
+            mine = minseg.Tensor(minseg.to_device(value, device), requires_grad=differentiable)
+            twin = torch.tensor(value, requires_grad=differentiable)
+            ours.append(mine)
+            theirs.append(twin)
+            if differentiable:
+                leaves.append((mine, twin))
+        else:
+            ours.append(value)
+            theirs.append(value)
+    our_outputs = _outputs(minseg_fn(*ours))
+    their_outputs = _outputs(torch_fn(*theirs))
+    assert len(our_outputs) == len(their_outputs), "number of outputs differs from torch"
+    for i, (mine, twin) in enumerate(zip(our_outputs, their_outputs)):
+        assert mine.device == device, f"output {i} is on {mine.device}, expected {device}"
+        assert_close(mine, twin, rtol, atol, what=f"forward output {i}")
+    if not leaves:
+        return our_outputs
+    upstream = np.random.default_rng(seed).standard_normal(their_outputs[0].shape)
+    their_outputs[0].backward(torch.tensor(upstream))
+    our_outputs[0].backward(minseg.to_device(upstream, device))
+    for i, (mine, twin) in enumerate(leaves):
+        if twin.grad is None:
+            assert mine.grad is None or not np.any(mine.grad.numpy()), f"input {i}: torch has no gradient"
+            continue
+        assert mine.grad is not None, f"input {i}: no gradient reached this input"
+        assert mine.grad.dtype == mine.dtype, f"input {i}: gradient dtype {mine.grad.dtype} != {mine.dtype}"
+        assert_close(mine.grad, twin.grad, rtol, atol, what=f"gradient of input {i}")
+    return our_outputs
+
+
+def no_ties(rng, *shape):
+    """Distinct values in random order (for max-type ops whose gradient is ambiguous on ties)."""
+    n = int(np.prod(shape))
+    return rng.permutation(np.linspace(-3.0, 3.0, n)).reshape(shape)
