@@ -1,4 +1,4 @@
-"""Shape ops: reshape/view, flatten, (un)squeeze, transpose, permute, cat, stack, indexing, flip, center_crop.
+"""Shape ops: reshape/view, flatten, (un)squeeze, transpose, permute, cat, stack, indexing, flip, center_crop, pad.
 
 None of these change values, so each backward only undoes the rearrangement: reshape back, permute
 back, split the gradient of a concatenation, scatter the gradient of an indexing.
@@ -216,3 +216,100 @@ class Flip(Function):
 def flip(input, dims):
     """Reverse the order of elements along ``dims``."""
     return Flip.apply(input, dims=normalize_dims(dims, input.ndim, "flip"))
+
+
+# ------------------------------------------------------------------ padding
+_PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}  # torch name -> xp.pad name
+
+
+def _along(axis, start, stop):
+    """An index that slices ``start:stop`` on ``axis`` and keeps every axis before it whole."""
+    return (slice(None),) * axis + (slice(start, stop),)
+
+
+class Pad(Function):
+    """Pad each axis by ``widths[axis] = (before, after)``; negative widths crop instead.
+
+    Forward grows the input by the positive widths with ``xp.pad`` and then cuts the negative ones off,
+    so a crop never changes which pixels a reflection copies (as in PyTorch). Backward undoes it axis by
+    axis: a constant border's gradient is simply dropped, while a reflected or replicated border pixel
+    is a copy of one source pixel, so its gradient is added back onto that pixel.
+    """
+
+    def forward(self, input, widths=(), mode="constant", value=0.0):
+        xp = get_array_module(input)
+        self.input_shape, self.mode = input.shape, mode
+        self.grow = tuple((max(before, 0), max(after, 0)) for before, after in widths)
+        extra = {"constant_values": value} if mode == "constant" else {}
+        padded = xp.pad(input, self.grow, mode=_PAD_MODES[mode], **extra)
+        self.padded_shape = padded.shape
+        self.crop = tuple(slice(-min(before, 0), size + min(after, 0))
+                          for (before, after), size in zip(widths, padded.shape))
+        return padded[self.crop]
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        if grad.shape != self.padded_shape:  # some width was negative: the cropped pixels got no gradient
+            uncropped = xp.zeros(self.padded_shape, dtype=grad.dtype)
+            uncropped[self.crop] = grad
+            grad = uncropped
+        for axis, ((before, after), size) in enumerate(zip(self.grow, self.input_shape)):
+            if before == after == 0:
+                continue
+            if self.mode == "constant":
+                grad = grad[_along(axis, before, before + size)]
+                continue
+            source = grad[_along(axis, before, before + size)].copy()  # copied: grad may be shared
+            left, right = grad[_along(axis, 0, before)], grad[_along(axis, before + size, None)]
+            if self.mode == "reflect":
+                # border pixel `before − k` mirrors source pixel k (k = 1..before); on the right,
+                # border pixel `size − 1 + k` mirrors source pixel `size − 1 − k`
+                source[_along(axis, 1, before + 1)] += xp.flip(left, axis=axis)
+                source[_along(axis, size - 1 - after, size - 1)] += xp.flip(right, axis=axis)
+            else:  # replicate: every border pixel copies the edge pixel
+                source[_along(axis, 0, 1)] += left.sum(axis=axis, keepdims=True)
+                source[_along(axis, size - 1, size)] += right.sum(axis=axis, keepdims=True)
+            grad = source
+        return grad
+
+
+def pad(input, pad, mode: str = "constant", value: float = 0.0):
+    """Pad the trailing axes like ``torch.nn.functional.pad``.
+
+    ``pad`` lists (before, after) amounts starting from the LAST axis: ``(left, right)`` pads the width,
+    ``(left, right, top, bottom)`` the height too, and so on. Modes:
+
+    * ``"constant"`` fills with ``value``; any number of trailing axes; negative amounts crop.
+    * ``"reflect"`` mirrors the input about its edge pixel without repeating it (``[a, b, c]`` padded by 2
+      on the left gives ``[c, b, a, b, c]``): the mirror padding U-Net uses at image borders (§7.3.3).
+      Each amount must be smaller than the size of the axis it mirrors, as in PyTorch.
+    * ``"replicate"`` repeats the edge pixel.
+
+    Unlike PyTorch, reflect and replicate are not limited to the last one to three axes.
+    """
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {sorted(_PAD_MODES)}; got {mode!r}")
+    if mode != "constant" and value != 0:
+        raise ValueError(f"pad: mode {mode!r} takes no fill value; got value={value!r}")
+    amounts = tuple(pad) if isinstance(pad, (tuple, list)) else (pad,)
+    if not all(isinstance(p, (int, np.integer)) for p in amounts) or len(amounts) % 2:
+        raise ValueError(f"pad: pad must be an even-length sequence of ints (left, right, top, bottom, …); "
+                         f"got {pad!r}")
+    if len(amounts) // 2 > input.ndim:
+        raise ValueError(f"pad: pad={amounts} pads {len(amounts) // 2} axes but the input has only {input.ndim} "
+                         f"(shape {input.shape})")
+    widths = [(0, 0)] * input.ndim
+    for k in range(len(amounts) // 2):
+        widths[input.ndim - 1 - k] = (int(amounts[2 * k]), int(amounts[2 * k + 1]))
+    for axis, ((before, after), size) in enumerate(zip(widths, input.shape)):
+        if size + min(before, 0) + min(after, 0) < 0:
+            raise ValueError(f"pad: pad={amounts} crops more than the {size} elements of dim {axis} "
+                             f"(input shape {input.shape})")
+        if mode == "reflect" and (before, after) != (0, 0) and max(before, after) >= size:
+            raise ValueError(f"pad: reflect padding needs each amount smaller than the size it mirrors; pad="
+                             f"{amounts} asks for {max(before, after)} on dim {axis} of size {size} "
+                             f"(input shape {input.shape})")
+        if mode == "replicate" and max(before, after) > 0 and size == 0:
+            raise ValueError(f"pad: replicate padding has no edge to copy on the empty dim {axis} "
+                             f"(input shape {input.shape}, pad={amounts})")
+    return Pad.apply(input, widths=tuple(widths), mode=mode, value=value)
