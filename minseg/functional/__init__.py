@@ -8,9 +8,12 @@ not need to import the ops built on top of it.
 from ..autograd import Tensor
 from .elementwise import (abs, add, clamp, div, eq, exp, ge, gt, le, leaky_relu, log, log_softmax, lt,
                           maximum, minimum, mul, ne, neg, pow, relu, sigmoid, softmax, sqrt, sub, tanh, where)
+from .conv import conv2d, conv_transpose2d
 from .linear import linear, matmul
+from .loss import cross_entropy, nll_loss
+from .normalization import batch_norm, dropout, dropout2d
 from .reduction import amax, amin, logsumexp, max, mean, min, sum
-from .shape import (cat, center_crop, flatten, flip, getitem, permute, reshape, squeeze, stack, transpose,
+from .shape import (cat, center_crop, flatten, flip, getitem, pad, permute, reshape, squeeze, stack, transpose,
                     unsqueeze, view)
 
 

@@ -1,0 +1,193 @@
+"""conv2d / conv_transpose2d / im2col against PyTorch and against their defining identities."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import minseg
+import minseg.functional as F
+from minseg.functional import conv as conv_module
+from minseg.functional.conv import col2im, conv_output_size, conv_transpose_output_size, im2col
+from helpers import check_op
+
+
+def _conv_cases(count, seed=0):
+    """Random but valid conv configurations: odd sizes, stride 1–3, padding 0–3, dilation 1–3, groups 1/2/depthwise."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    while len(cases) < count:
+        groups_kind = rng.choice(["1", "2", "depthwise"])
+        c_in = int(rng.choice([2, 4, 6])) if groups_kind != "1" else int(rng.integers(1, 5))
+        groups = {"1": 1, "2": 2, "depthwise": c_in}[groups_kind]
+        c_out = groups * int(rng.integers(1, 3))
+        kernel = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        padding = (int(rng.integers(0, 4)), int(rng.integers(0, 4)))
+        dilation = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        size = (int(rng.integers(3, 12)), int(rng.integers(3, 12)))
+        if any(conv_output_size(size[a], kernel[a], stride[a], padding[a], dilation[a]) < 1 for a in (0, 1)):
+            continue
+        cases.append(dict(n=int(rng.integers(1, 3)), c_in=c_in, c_out=c_out, groups=groups, kernel=kernel,
+                          stride=stride, padding=padding, dilation=dilation, size=size, bias=bool(rng.random() < 0.7)))
+    return cases
+
+
+def _case_id(case):
+    return "n{n}-c{c_in}>{c_out}-g{groups}-k{kernel}-s{stride}-p{padding}-d{dilation}-{size}-bias{bias}".format(**case)
+
+
+CONV_CASES = _conv_cases(48)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
+def test_conv2d_matches_torch(case, rng, device):
+    x = rng.standard_normal((case["n"], case["c_in"]) + case["size"])
+    w = rng.standard_normal((case["c_out"], case["c_in"] // case["groups"]) + case["kernel"])
+    b = rng.standard_normal(case["c_out"]) if case["bias"] else None
+    kwargs = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
+    check_op(lambda x, w, b: F.conv2d(x, w, b, **kwargs), lambda x, w, b: TF.conv2d(x, w, b, **kwargs),
+             x, w, b, device=device)
+
+
+def _transpose_cases(count, seed=1):
+    rng = np.random.default_rng(seed)
+    cases = []
+    for case in _conv_cases(4 * count, seed):
+        stride, dilation = case["stride"], case["dilation"]
+        case["output_padding"] = tuple(int(rng.integers(0, max(s, d))) for s, d in zip(stride, dilation))
+        out = [conv_transpose_output_size(case["size"][a], case["kernel"][a], stride[a], case["padding"][a],
+                                          case["output_padding"][a], dilation[a]) for a in (0, 1)]
+        if min(out) >= 1:
+            cases.append(case)
+        if len(cases) == count:
+            break
+    return cases
+
+
+TRANSPOSE_CASES = _transpose_cases(40)
+
+
+@pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=lambda c: _case_id(c) + f"-op{c['output_padding']}")
+def test_conv_transpose2d_matches_torch(case, rng, device):
+    x = rng.standard_normal((case["n"], case["c_in"]) + case["size"])
+    w = rng.standard_normal((case["c_in"], case["c_out"] // case["groups"]) + case["kernel"])
+    b = rng.standard_normal(case["c_out"]) if case["bias"] else None
+    kwargs = dict(stride=case["stride"], padding=case["padding"], output_padding=case["output_padding"],
+                  groups=case["groups"], dilation=case["dilation"])
+    check_op(lambda x, w, b: F.conv_transpose2d(x, w, b, **kwargs),
+             lambda x, w, b: TF.conv_transpose2d(x, w, b, **kwargs), x, w, b, device=device)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note about its own copy
+@pytest.mark.parametrize("kernel,dilation", [((3, 3), 1), ((4, 2), 1), ((3, 3), 2), ((2, 5), (3, 1)), ((1, 1), 1)])
+def test_same_and_valid_padding_match_torch(kernel, dilation, rng, device):
+    x, w = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3) + kernel)
+    for padding in ("same", "valid"):
+        out = check_op(lambda x, w: F.conv2d(x, w, padding=padding, dilation=dilation),
+                       lambda x, w: TF.conv2d(x, w, padding=padding, dilation=dilation), x, w, device=device)
+        if padding == "same":
+            assert out[0].shape[2:] == x.shape[2:]
+
+
+def test_conv_and_transposed_conv_are_adjoint(rng, device):
+    """⟨conv2d(x, W), y⟩ = ⟨x, conv_transpose2d(y, W)⟩ for the same W (output_padding restores x's size)."""
+    for stride, padding, dilation, groups in itertools.product((1, 2, 3), (0, 2), (1, 2), (1, 2)):
+        x = rng.standard_normal((2, 4, 11, 10))
+        w = rng.standard_normal((6, 4 // groups, 3, 3))
+        conv = F.conv2d(minseg.Tensor(minseg.to_device(x, device)), minseg.Tensor(minseg.to_device(w, device)),
+                        stride=stride, padding=padding, dilation=dilation, groups=groups)
+        y = rng.standard_normal(conv.shape)
+        output_padding = tuple(
+            x.shape[2 + a] - conv_transpose_output_size(conv.shape[2 + a], 3, stride, padding, 0, dilation)
+            for a in (0, 1))
+        back = F.conv_transpose2d(minseg.Tensor(minseg.to_device(y, device)), minseg.Tensor(minseg.to_device(w, device)),
+                                  stride=stride, padding=padding, output_padding=output_padding, groups=groups,
+                                  dilation=dilation)
+        assert back.shape == x.shape
+        np.testing.assert_allclose(np.vdot(conv.numpy(), y), np.vdot(x, back.numpy()), rtol=1e-11)
+
+
+def test_dilated_conv_equals_conv_with_zero_inserted_kernel(rng, device):
+    """§7.4.2: dilation d is a (d·(k−1)+1)-wide kernel with d−1 zeros between the taps."""
+    x, w = rng.standard_normal((2, 3, 17, 15)), rng.standard_normal((5, 3, 3, 3))
+    for dilation in (2, 3, (2, 4)):
+        dh, dw = (dilation, dilation) if isinstance(dilation, int) else dilation
+        spread = np.zeros((5, 3, 2 * dh + 1, 2 * dw + 1))
+        spread[:, :, ::dh, ::dw] = w
+        dilated = F.conv2d(minseg.tensor(x, device=device), minseg.tensor(w, device=device), dilation=dilation, padding=1)
+        plain = F.conv2d(minseg.tensor(x, device=device), minseg.tensor(spread, device=device), padding=1)
+        np.testing.assert_allclose(dilated.numpy(), plain.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("stride,padding,dilation", [((1, 1), (0, 0), (1, 1)), ((2, 3), (1, 2), (2, 1)),
+                                                     ((3, 1), (3, 0), (1, 3))])
+def test_col2im_is_the_adjoint_of_im2col(stride, padding, dilation, rng):
+    x = rng.standard_normal((2, 3, 10, 9))
+    cols = im2col(x, (3, 2), stride, padding, dilation)
+    c = rng.standard_normal(cols.shape)
+    np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, col2im(c, x.shape, stride, padding, dilation)), rtol=1e-12)
+
+
+def test_batch_chunking_gives_the_same_result(monkeypatch, rng, device):
+    """With a tiny column budget every image is its own chunk; results and gradients must not change."""
+    x, w, b = rng.standard_normal((5, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    monkeypatch.setattr(conv_module, "COLUMN_BUDGET_BYTES", 1)
+    check_op(lambda x, w, b: F.conv2d(x, w, b, padding=1), lambda x, w, b: TF.conv2d(x, w, b, padding=1),
+             x, w, b, device=device)
+    check_op(lambda x, w: F.conv_transpose2d(x, w, stride=2), lambda x, w: TF.conv_transpose2d(x, w, stride=2),
+             x, rng.standard_normal((3, 2, 4, 4)), device=device)
+
+
+def test_output_size_helpers_agree_with_torch():
+    for size, kernel, stride, padding, dilation in itertools.product((5, 8, 13), (1, 2, 3), (1, 2, 3), (0, 1), (1, 2)):
+        if conv_output_size(size, kernel, stride, padding, dilation) < 1:
+            continue
+        expected = TF.conv2d(torch.zeros(1, 1, size, 1), torch.zeros(1, 1, kernel, 1), stride=(stride, 1),
+                             padding=(padding, 0), dilation=(dilation, 1)).shape[2]
+        assert conv_output_size(size, kernel, stride, padding, dilation) == expected
+        for output_padding in range(max(stride, dilation)):
+            expected = TF.conv_transpose2d(torch.zeros(1, 1, size, 1), torch.zeros(1, 1, kernel, 1), stride=(stride, 1),
+                                           padding=(padding, 0), output_padding=(output_padding, 0),
+                                           dilation=(dilation, 1)).shape[2]
+            assert conv_transpose_output_size(size, kernel, stride, padding, output_padding, dilation) == expected
+
+
+def test_float32_stays_float32():
+    out = F.conv2d(minseg.randn(1, 2, 5, 5), minseg.randn(3, 2, 3, 3), minseg.zeros(3))
+    assert out.dtype == np.float32
+
+
+ERRORS = [
+    (lambda: F.conv2d(minseg.zeros(3, 5, 5), minseg.zeros(2, 3, 3, 3)), r"input must be 4-D \(N, C, H, W\); got shape \(3, 5, 5\)"),
+    (lambda: F.conv2d(minseg.zeros(1, 3, 5, 5), minseg.zeros(2, 4, 3, 3)), r"input has 3 channels but weight \(2, 4, 3, 3\) expects 4"),
+    (lambda: F.conv2d(minseg.zeros(1, 3, 5, 5), minseg.zeros(2, 1, 3, 3), groups=2), "groups=2 must divide the input channels"),
+    (lambda: F.conv2d(minseg.zeros(1, 2, 5, 5), minseg.zeros(2, 2, 3, 3), minseg.zeros(3)), r"bias must have shape \(2,\)"),
+    (lambda: F.conv2d(minseg.zeros(1, 2, 5, 5), minseg.zeros(2, 2, 3, 3), stride=0), "stride must be an int or a pair of ints ≥ 1"),
+    (lambda: F.conv2d(minseg.zeros(1, 2, 2, 5), minseg.zeros(2, 2, 3, 3)), "kernel .* is larger than the padded input height"),
+    (lambda: F.conv2d(minseg.zeros(1, 2, 5, 5), minseg.zeros(2, 2, 3, 3), stride=2, padding="same"), "'same' needs stride 1"),
+    (lambda: F.conv2d(minseg.zeros(1, 2, 5, 5), minseg.zeros(2, 2, 3, 3), padding="full"), "padding must be"),
+    (lambda: F.conv_transpose2d(minseg.zeros(1, 2, 5, 5), minseg.zeros(2, 2, 3, 3), stride=2, output_padding=2),
+     "output_padding must be smaller than stride or dilation"),
+    (lambda: F.conv_transpose2d(minseg.zeros(1, 3, 5, 5), minseg.zeros(2, 2, 3, 3)), "input has 3 channels but weight"),
+]
+
+
+@pytest.mark.parametrize("call,message", ERRORS, ids=[m[:30] for _, m in ERRORS])
+def test_bad_arguments_are_named(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+def test_pointwise_convs_skip_im2col_and_match_torch(groups, rng, device):
+    """1×1 convs (FCN score layers, ASPP's 1×1 branch) use the input itself as the column matrix."""
+    x, w, b = rng.standard_normal((2, 4, 7, 5)), rng.standard_normal((6, 4 // groups, 1, 1)), rng.standard_normal(6)
+    check_op(lambda x, w, b: F.conv2d(x, w, b, groups=groups), lambda x, w, b: TF.conv2d(x, w, b, groups=groups),
+             x, w, b, device=device)
+    wt = rng.standard_normal((4, 6 // groups, 1, 1))
+    check_op(lambda x, w: F.conv_transpose2d(x, w, groups=groups), lambda x, w: TF.conv_transpose2d(x, w, groups=groups),
+             x, wt, device=device)
+    assert np.shares_memory(im2col(x, (1, 1)), x)  # a view of x, not a copy
