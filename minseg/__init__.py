@@ -7,6 +7,7 @@ from .autograd import (Function, Tensor, arange, enable_grad, full, is_grad_enab
                        randn, tensor, zeros, zeros_like)
 from .backend import cuda_available, get_array_module, to_device
 from .random import get_rng_state, manual_seed, set_rng_state
+from .serialization import load, save
 
 import numpy as _np
 
