@@ -12,7 +12,9 @@ from .conv import conv2d, conv_transpose2d
 from .linear import linear, matmul
 from .loss import cross_entropy, nll_loss
 from .normalization import batch_norm, dropout, dropout2d
+from .pooling import adaptive_avg_pool2d, avg_pool2d, max_pool2d
 from .reduction import amax, amin, logsumexp, max, mean, min, sum
+from .resize import interpolate
 from .shape import (cat, center_crop, flatten, flip, getitem, pad, permute, reshape, squeeze, stack, transpose,
                     unsqueeze, view)
 

@@ -1,0 +1,215 @@
+"""Pooling: ``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d`` with PyTorch's arguments and results.
+
+**Windows.** Max and average pooling read the same windows as a convolution, so both start from
+``im2col``: columns ``(N, C, KH, KW, OH, OW)`` hold, for each output pixel, its KH×KW window. Pooling
+reduces the window axes instead of multiplying them by a weight, and the backward pass builds a
+gradient for every column entry and adds the columns back with ``col2im`` (its adjoint) — no scatter.
+
+* max:      y = max over the window;  ∂y/∂x = 1 at the window's (first) maximum, 0 elsewhere.
+* average:  y = Σ window / divisor;   ∂y/∂x = 1/divisor for every pixel of the window.
+
+**Output size** (per axis, as PyTorch): o = ⌊(i + 2p − d·(k − 1) − 1)/s⌋ + 1, or ⌈·⌉ + 1 with
+``ceil_mode``, dropping a last window that would start in the right padding (``conv_output_size``).
+Padding may be at most half the kernel (``kernel_size // 2``, whatever the dilation), as in PyTorch.
+
+**Adaptive average pooling** fixes the output size instead of the window: output bin i along an axis of
+length L averages input rows ⌊i·L/o⌋ … ⌈(i+1)·L/o⌉ − 1. That is a constant (o×L) averaging matrix P per
+axis, so y = P_h · x · P_wᵀ (``resize.resample``) and the backward is the transpose.
+
+Where the chapter uses them: U-Net's contracting path halves the resolution with 2×2 max pooling
+(§7.3.3); ASPP's image-level branch averages the whole feature map to 1×1 (§7.4.3).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+from ..autograd import Function
+from ..backend import get_array_module
+from .conv import col2im, conv_output_size, im2col
+from .resize import resample
+from .shape import squeeze, unsqueeze
+
+
+def _pair(op, name, value):
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(pair) == 1:
+        pair *= 2
+    if len(pair) != 2 or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in pair):
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints (H, W); got {name}={value!r}")
+    return tuple(int(v) for v in pair)
+
+
+def _batched(op, input):
+    """A 4-D view of a (C, H, W) or (N, C, H, W) input, and whether a batch axis was added."""
+    if input.ndim == 4:
+        return input, False
+    if input.ndim == 3:
+        return unsqueeze(input, 0), True
+    raise ValueError(f"{op}: input must be 3-D (C, H, W) or 4-D (N, C, H, W); got {input.ndim}-D with shape "
+                     f"{tuple(input.shape)}")
+
+
+def _window_geometry(op, input_shape, kernel_size, stride, padding, dilation, ceil_mode):
+    """Validate the window arguments like PyTorch and return them as pairs with the output size."""
+    kernel = _pair(op, "kernel_size", kernel_size)
+    stride = kernel if stride is None or stride in ((), []) else _pair(op, "stride", stride)
+    padding, dilation = _pair(op, "padding", padding), _pair(op, "dilation", dilation)
+    for name, values, least in (("kernel_size", kernel, 1), ("stride", stride, 1),
+                                ("padding", padding, 0), ("dilation", dilation, 1)):
+        if min(values) < least:
+            raise ValueError(f"{op}: {name} must be {'positive' if least else 'non-negative'}; got {name}={values}")
+    half = tuple(k // 2 for k in kernel)
+    if any(p > h for p, h in zip(padding, half)):
+        raise ValueError(f"{op}: padding must be at most half the kernel size (kernel_size // 2 = {half}); "
+                         f"got padding={padding} with kernel_size={kernel}")
+    size = tuple(input_shape[-2:])
+    out = tuple(conv_output_size(*args, ceil_mode=ceil_mode) for args in zip(size, kernel, stride, padding, dilation))
+    if min(out) < 1:
+        padded = tuple(s + 2 * p for s, p in zip(size, padding))
+        span = tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+        raise ValueError(f"{op}: the window spans {span} (kernel_size={kernel}, dilation={dilation}) but the padded "
+                         f"input is only {padded} (input {size}, padding={padding}); the output would be {out}")
+    return kernel, stride, padding, dilation, out
+
+
+# --------------------------------------------------------------------------------- max pooling
+class MaxPool2d(Function):
+    """y = max of each window. The gradient goes to the window's first maximum (PyTorch's choice on ties).
+
+    Forward keeps only ``winner``, the offset i·KW + j of each window's maximum; backward writes the
+    output gradient into a one-hot over the KH·KW window axis and lets ``col2im`` add it onto the input.
+    """
+
+    def forward(self, input, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1),
+                out_size=(1, 1), return_indices=False):
+        xp = get_array_module(input)
+        n, c = input.shape[:2]
+        (kh, kw), (oh, ow) = kernel_size, out_size
+        cols = im2col(input, kernel_size, stride, padding, dilation, out_size, pad_value=-xp.inf)
+        cols = cols.reshape(n, c, kh * kw, oh, ow)                  # (N, C, KH·KW, OH, OW)
+        winner = cols.argmax(axis=2)                                # (N, C, OH, OW)
+        output = xp.take_along_axis(cols, winner[:, :, None], axis=2)[:, :, 0]
+        self.save_for_backward(winner)
+        self.geometry = (input.shape, kernel_size, stride, padding, dilation)
+        if return_indices:
+            return output, self._flat_indices(winner, xp)
+        return output
+
+    def _flat_indices(self, winner, xp):
+        """Position of each maximum as row·W + column of the unpadded input plane (``return_indices``)."""
+        (_, _, _, width), (_, kw), (sh, sw), (ph, pw), (dh, dw) = self.geometry
+        oh, ow = winner.shape[-2:]
+        rows = xp.arange(oh)[:, None] * sh - ph + (winner // kw) * dh
+        columns = xp.arange(ow) * sw - pw + (winner % kw) * dw
+        return rows * width + columns
+
+    def backward(self, grad):
+        (winner,) = self.saved
+        input_shape, (kh, kw), stride, padding, dilation = self.geometry
+        xp = get_array_module(grad)
+        n, c, oh, ow = grad.shape
+        offsets = xp.arange(kh * kw).reshape(1, 1, -1, 1, 1)
+        routed = (offsets == winner[:, :, None]) * grad[:, :, None]  # (N, C, KH·KW, OH, OW), one-hot × g
+        return col2im(routed.reshape(n, c, kh, kw, oh, ow), input_shape, stride, padding, dilation)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """y = max over each KH×KW window, as ``torch.nn.functional.max_pool2d`` (U-Net's 2×2 downsampling, §7.3.3).
+
+    ``stride`` defaults to ``kernel_size``; padding counts as −∞. With ``return_indices=True`` also returns
+    the flat index (row·W + column) of each maximum within its input plane, as PyTorch does.
+    """
+    batched, added_batch = _batched("max_pool2d", input)
+    kernel, stride, padding, dilation, out_size = _window_geometry(
+        "max_pool2d", batched.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    result = MaxPool2d.apply(batched, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                             out_size=out_size, return_indices=return_indices)
+    if not added_batch:
+        return result
+    return tuple(squeeze(r, 0) for r in result) if return_indices else squeeze(result, 0)
+
+
+# ----------------------------------------------------------------------------- average pooling
+def _window_counts(size, kernel, stride, padding, out, count_include_pad, xp):
+    """How many positions each window covers along one axis: clipped to the padded input, or to the
+    input itself when padding is not counted (PyTorch's divisor; ceil_mode's overhang never counts)."""
+    start = xp.arange(out) * stride - padding
+    end = xp.minimum(start + kernel, size + padding)
+    if not count_include_pad:
+        start, end = xp.maximum(start, 0), xp.minimum(end, size)
+    return end - start
+
+
+class AvgPool2d(Function):
+    """y = Σ window / divisor;  ∂L/∂x = col2im of g/divisor copied to every window position."""
+
+    def forward(self, input, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), out_size=(1, 1),
+                count_include_pad=True, divisor_override=None):
+        xp = get_array_module(input)
+        no_dilation = (1, 1)
+        cols = im2col(input, kernel_size, stride, padding, no_dilation, out_size)   # zeros outside the input
+        if divisor_override:
+            divisor = xp.asarray(divisor_override, dtype=input.dtype)
+        else:
+            rows, columns = (_window_counts(size, k, s, p, o, count_include_pad, xp)
+                             for size, k, s, p, o in zip(input.shape[-2:], kernel_size, stride, padding, out_size))
+            divisor = (rows[:, None] * columns[None, :]).astype(input.dtype)        # (OH, OW)
+        self.divisor = divisor
+        self.geometry = (input.shape, kernel_size, stride, padding, no_dilation)
+        return cols.sum(axis=(2, 3)) / divisor
+
+    def backward(self, grad):
+        xp = get_array_module(grad)
+        input_shape, (kh, kw), stride, padding, dilation = self.geometry
+        n, c, oh, ow = grad.shape
+        share = xp.broadcast_to((grad / self.divisor)[:, :, None, None], (n, c, kh, kw, oh, ow))
+        return col2im(share, input_shape, stride, padding, dilation)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    """y = Σ window / divisor over each KH×KW window, as ``torch.nn.functional.avg_pool2d`` (§7.3.3).
+
+    The divisor is the window clipped to the padded input (``count_include_pad=True``) or to the input
+    itself (False); windows that ``ceil_mode`` lets hang past the padding never count the overhang.
+    ``divisor_override`` replaces the divisor everywhere.
+    """
+    if divisor_override is not None and divisor_override == 0:
+        raise ValueError(f"avg_pool2d: divisor_override must be a non-zero number; got {divisor_override!r}")
+    batched, added_batch = _batched("avg_pool2d", input)
+    kernel, stride, padding, _, out_size = _window_geometry(
+        "avg_pool2d", batched.shape, kernel_size, stride, padding, 1, ceil_mode)
+    output = AvgPool2d.apply(batched, kernel_size=kernel, stride=stride, padding=padding, out_size=out_size,
+                             count_include_pad=count_include_pad, divisor_override=divisor_override)
+    return squeeze(output, 0) if added_batch else output
+
+
+# -------------------------------------------------------------------- adaptive average pooling
+def adaptive_bins(size, out, xp, dtype):
+    """(out×size) averaging matrix: row i averages positions ⌊i·size/out⌋ … ⌈(i+1)·size/out⌉ − 1."""
+    bins = xp.arange(out)[:, None]
+    start = (bins * size) // out
+    end = -((-(bins + 1) * size) // out)                       # ceiling division
+    positions = xp.arange(size)[None, :]
+    inside = (positions >= start) & (positions < end)
+    return (inside / (end - start)).astype(dtype)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average into a fixed (OH, OW) grid of bins, as ``torch.nn.functional.adaptive_avg_pool2d``.
+
+    ``output_size`` is an int or a pair; ``None`` keeps that axis. Computed as P_h · x · P_wᵀ with the
+    bin-averaging matrices of ``adaptive_bins``; ``output_size=1`` is ASPP's image pooling (§7.4.3).
+    """
+    batched, added_batch = _batched("adaptive_avg_pool2d", input)
+    size = tuple(batched.shape[-2:])
+    requested = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+    if len(requested) != 2 or not all(o is None or (isinstance(o, Integral) and o >= 0) for o in requested):
+        raise ValueError("adaptive_avg_pool2d: output_size must be a non-negative int or a pair of them (None keeps "
+                         f"that axis); got output_size={output_size!r}")
+    out = tuple(s if o is None else int(o) for s, o in zip(size, requested))
+    xp = get_array_module(batched)
+    rows, columns = (adaptive_bins(s, o, xp, batched.dtype) for s, o in zip(size, out))
+    output = resample(batched, rows, columns)
+    return squeeze(output, 0) if added_batch else output
