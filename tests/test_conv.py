@@ -42,8 +42,16 @@ def _case_id(case):
 CONV_CASES = _conv_cases(48)
 
 
+@pytest.fixture(params=["whole-images", "one-row-tiles"])
+def tiling(request, monkeypatch):
+    """Run a test with the default tile size and again with one output row per tile."""
+    if request.param == "one-row-tiles":
+        monkeypatch.setattr(conv_module, "TILE_BYTES", 1)
+    return request.param
+
+
 @pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
-def test_conv2d_matches_torch(case, rng, device):
+def test_conv2d_matches_torch(case, tiling, rng, device):
     x = rng.standard_normal((case["n"], case["c_in"]) + case["size"])
     w = rng.standard_normal((case["c_out"], case["c_in"] // case["groups"]) + case["kernel"])
     b = rng.standard_normal(case["c_out"]) if case["bias"] else None
@@ -71,7 +79,7 @@ TRANSPOSE_CASES = _transpose_cases(40)
 
 
 @pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=lambda c: _case_id(c) + f"-op{c['output_padding']}")
-def test_conv_transpose2d_matches_torch(case, rng, device):
+def test_conv_transpose2d_matches_torch(case, tiling, rng, device):
     x = rng.standard_normal((case["n"], case["c_in"]) + case["size"])
     w = rng.standard_normal((case["c_in"], case["c_out"] // case["groups"]) + case["kernel"])
     b = rng.standard_normal(case["c_out"]) if case["bias"] else None
@@ -131,10 +139,10 @@ def test_col2im_is_the_adjoint_of_im2col(stride, padding, dilation, rng):
     np.testing.assert_allclose(np.vdot(cols, c), np.vdot(x, col2im(c, x.shape, stride, padding, dilation)), rtol=1e-12)
 
 
-def test_batch_chunking_gives_the_same_result(monkeypatch, rng, device):
-    """With a tiny column budget every image is its own chunk; results and gradients must not change."""
+def test_tiling_gives_the_same_result(monkeypatch, rng, device):
+    """With a tiny tile budget every tile is one output row of one image; results and gradients must not change."""
     x, w, b = rng.standard_normal((5, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
-    monkeypatch.setattr(conv_module, "COLUMN_BUDGET_BYTES", 1)
+    monkeypatch.setattr(conv_module, "TILE_BYTES", 1)
     check_op(lambda x, w, b: F.conv2d(x, w, b, padding=1), lambda x, w, b: TF.conv2d(x, w, b, padding=1),
              x, w, b, device=device)
     check_op(lambda x, w: F.conv_transpose2d(x, w, stride=2), lambda x, w: TF.conv_transpose2d(x, w, stride=2),

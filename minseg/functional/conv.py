@@ -18,9 +18,11 @@ with the same weight. Conversely a transposed convolution *is* ``y = Cᵀ x``, s
 ``C g``, an ordinary convolution. Both weight gradients come from the same product ``g · colsᵀ``
 (``conv_weight_grad``). This is why one im2col/col2im pair serves all four directions.
 
-**Memory.** The columns of one image take ``C·KH·KW·OH·OW·itemsize`` bytes (KH·KW times the input for
-stride 1). A batch is processed in chunks of images so that the columns never exceed
-``COLUMN_BUDGET_BYTES`` (256 MiB) — a long image in a big batch costs time, not an out-of-memory error.
+**Tiles.** Columns are never built for a whole batch. The work is cut into tiles — several small
+images, or a band of output rows of one large image — whose columns take about ``TILE_BYTES`` (4 MiB):
+``rows per tile = TILE_BYTES / (C·KH·KW·OW·itemsize)``. The column memory is thus bounded whatever the
+image and batch size, and a tile is still in the CPU cache when the matrix product reads it, which
+makes im2col far cheaper than writing one huge column matrix to main memory and reading it back.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ..autograd import Function
 from ..backend import get_array_module
 from .shape import pad
 
-COLUMN_BUDGET_BYTES = 256 * 2**20
+TILE_BYTES = 4 * 2**20
 
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
@@ -57,70 +59,114 @@ def _window_slices(offset: int, stride: int, count: int) -> slice:
     return slice(offset, offset + stride * (count - 1) + 1, stride)
 
 
-def _padded_extent(size, kernel, stride, padding, dilation, out):
-    """How many rows past the input (bottom/right padding) the windows of ``out`` outputs reach."""
-    reach = (out - 1) * stride + dilation * (kernel - 1) + 1  # rows spanned from the top of the padding
-    return max(0, reach - padding - size)
+class Windows:
+    """The sliding windows of one convolution or pooling: where each kernel tap reads the input.
 
+    Built from the input size (H, W), kernel, stride, padding and dilation; ``out_hw`` overrides the
+    usual output size (pooling's ceil_mode, or the backward of a transposed conv). The input is padded
+    by ``padding`` on every side and, at the bottom/right, as far as the last window reaches.
+    """
 
-def _is_pointwise(kernel_size, stride, padding, out_hw, in_hw) -> bool:
-    """A 1×1 kernel at stride 1 without padding reads each pixel exactly once: columns = input, no copy."""
-    return tuple(kernel_size) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0) \
-        and tuple(out_hw) == tuple(in_hw)
+    def __init__(self, in_hw, kernel, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_hw=None):
+        self.in_hw, self.kernel, self.stride = tuple(in_hw), tuple(kernel), tuple(stride)
+        self.padding, self.dilation = tuple(padding), tuple(dilation)
+        self.out_hw = tuple(out_hw) if out_hw else tuple(
+            conv_output_size(*args) for args in zip(self.in_hw, self.kernel, self.stride, self.padding, self.dilation))
+        # rows/columns past the input that the last window reaches (pooling's ceil_mode, odd strides)
+        self.far_padding = tuple(
+            max(0, (o - 1) * s + d * (k - 1) + 1 - p - size)
+            for o, s, d, k, p, size in zip(self.out_hw, self.stride, self.dilation, self.kernel, self.padding,
+                                           self.in_hw))
+        # a 1×1 kernel at stride 1 without padding reads each pixel once: the input *is* the column matrix
+        self.pointwise = self.kernel == (1, 1) and self.stride == (1, 1) and self.padding == (0, 0) \
+            and self.out_hw == self.in_hw
+
+    def pad(self, x, value=0.0):
+        """(N, C, H, W) → (N, C, ph + H + far, pw + W + far) filled with ``value``."""
+        (ph, pw), (fh, fw) = self.padding, self.far_padding
+        if not (ph or pw or fh or fw):
+            return x
+        return get_array_module(x).pad(x, ((0, 0), (0, 0), (ph, fh), (pw, fw)), constant_values=value)
+
+    def crop(self, padded):
+        """Undo ``pad``: the (N, C, H, W) interior of a padded array."""
+        (ph, pw), (h, w) = self.padding, self.in_hw
+        return padded[:, :, ph:ph + h, pw:pw + w]
+
+    def _taps(self, first_row: int, rows: int):
+        """For every kernel tap (i, j): the slices of the padded input that it reads for output rows
+        ``first_row … first_row + rows − 1`` and every output column."""
+        (kh, kw), (sh, sw), (dh, dw), ow = self.kernel, self.stride, self.dilation, self.out_hw[1]
+        for i in range(kh):
+            row_slice = _window_slices(first_row * sh + i * dh, sh, rows)
+            for j in range(kw):
+                yield i, j, row_slice, _window_slices(j * dw, sw, ow)
+
+    def columns(self, padded, first_row: int = 0, last_row: int | None = None):
+        """im2col of output rows [first_row, last_row): (N, C, KH, KW, rows, OW) from a padded input."""
+        last_row = self.out_hw[0] if last_row is None else last_row
+        rows = last_row - first_row
+        n, c = padded.shape[:2]
+        if self.pointwise:
+            return padded[:, :, None, None, first_row:last_row]              # a view, no copy
+        cols = get_array_module(padded).empty((n, c) + self.kernel + (rows, self.out_hw[1]), dtype=padded.dtype)
+        for i, j, row_slice, col_slice in self._taps(first_row, rows):
+            cols[:, :, i, j] = padded[:, :, row_slice, col_slice]
+        return cols
+
+    def add_columns(self, padded, cols, first_row: int = 0) -> None:
+        """col2im, in place: add each column entry back onto the padded-input pixel it was read from."""
+        rows = cols.shape[4]
+        if self.pointwise:
+            padded[:, :, first_row:first_row + rows] += cols[:, :, 0, 0]
+            return
+        for i, j, row_slice, col_slice in self._taps(first_row, rows):
+            padded[:, :, row_slice, col_slice] += cols[:, :, i, j]
+
+    def tiles(self, batch: int, channels: int, itemsize: int):
+        """Split the work into tiles ``(images, first_row, last_row)`` whose columns take about
+        ``TILE_BYTES``: several whole images when they are small, else bands of output rows of one image.
+        Small tiles stay in the CPU cache between im2col and the matrix product that reads them."""
+        oh, ow = self.out_hw
+        if self.pointwise:                                                   # no column copy at all
+            yield slice(0, batch), 0, oh
+            return
+        bytes_per_row = channels * self.kernel[0] * self.kernel[1] * ow * itemsize
+        rows_per_tile = max(1, TILE_BYTES // bytes_per_row)
+        if rows_per_tile >= oh:
+            images = rows_per_tile // oh
+            for start in range(0, batch, images):
+                yield slice(start, min(batch, start + images)), 0, oh
+            return
+        for image in range(batch):
+            for first in range(0, oh, rows_per_tile):
+                yield slice(image, image + 1), first, min(oh, first + rows_per_tile)
 
 
 def im2col(x, kernel_size, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_size=None, pad_value=0.0):
-    """Windows of ``x`` (N, C, H, W) as columns (N, C, KH, KW, OH, OW).
+    """Windows of ``x`` (N, C, H, W) as columns (N, C, KH, KW, OH, OW); the whole image at once.
 
-    ``out_size`` (OH, OW) overrides the usual output size (pooling's ceil_mode); the bottom/right edge is
-    then padded with ``pad_value`` as far as the last window needs.
+    ``out_size`` (OH, OW) overrides the usual output size (pooling's ceil_mode); padding is filled with
+    ``pad_value`` (−inf for max pooling).
     """
-    xp = get_array_module(x)
-    n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    oh, ow = out_size or (conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw))
-    if _is_pointwise(kernel_size, stride, padding, (oh, ow), (h, w)):
-        return x.reshape(n, c, 1, 1, h, w)                                   # 1×1 conv: the input is the columns
-    bottom = _padded_extent(h, kh, sh, ph, dh, oh)
-    right = _padded_extent(w, kw, sw, pw, dw, ow)
-    if ph or pw or bottom or right:
-        x = xp.pad(x, ((0, 0), (0, 0), (ph, bottom), (pw, right)), constant_values=pad_value)
-    cols = xp.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)           # (N, C, KH, KW, OH, OW)
-    for i in range(kh):
-        rows = _window_slices(i * dh, sh, oh)
-        for j in range(kw):
-            cols[:, :, i, j] = x[:, :, rows, _window_slices(j * dw, sw, ow)]
-    return cols
+    windows = Windows(x.shape[2:], kernel_size, stride, padding, dilation, out_size)
+    return windows.columns(windows.pad(x, pad_value))
 
 
 def col2im(cols, input_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
-    """Adjoint of ``im2col``: add each column entry back onto its input pixel → (N, C, H, W)."""
-    xp = get_array_module(cols)
-    n, c, kh, kw, oh, ow = cols.shape                                  # (N, C, KH, KW, OH, OW)
-    h, w = input_shape[-2:]
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    if _is_pointwise((kh, kw), stride, padding, (oh, ow), (h, w)):
-        return cols.reshape(n, c, h, w)
-    bottom = _padded_extent(h, kh, sh, ph, dh, oh)
-    right = _padded_extent(w, kw, sw, pw, dw, ow)
-    padded = xp.zeros((n, c, ph + h + bottom, pw + w + right), dtype=cols.dtype)
-    for i in range(kh):
-        rows = _window_slices(i * dh, sh, oh)
-        for j in range(kw):
-            padded[:, :, rows, _window_slices(j * dw, sw, ow)] += cols[:, :, i, j]
-    return padded[:, :, ph:ph + h, pw:pw + w]                          # (N, C, H, W)
+    """Adjoint of ``im2col``: sum the columns (N, C, KH, KW, OH, OW) back onto an (N, C, H, W) array."""
+    n, c, kh, kw, oh, ow = cols.shape
+    windows = Windows(tuple(input_shape)[-2:], (kh, kw), stride, padding, dilation, (oh, ow))
+    if windows.pointwise:
+        return cols.reshape(n, c, oh, ow)
+    h, w = windows.in_hw
+    (ph, pw), (fh, fw) = windows.padding, windows.far_padding
+    padded = get_array_module(cols).zeros((n, c, ph + h + fh, pw + w + fw), dtype=cols.dtype)
+    windows.add_columns(padded, cols)
+    return windows.crop(padded)
 
 
 # ------------------------------------------------------------------ the three products
-def _images_per_chunk(column_bytes_per_image: int) -> int:
-    return max(1, COLUMN_BUDGET_BYTES // max(1, column_bytes_per_image))
-
-
-def _chunks(batch: int, per_chunk: int):
-    for start in range(0, batch, per_chunk):
-        yield slice(start, min(batch, start + per_chunk))
-
-
 def conv_forward(x, weight, stride, padding, dilation, groups, out_hw=None):
     """y = W · im2col(x) per image and group: (N, C, H, W) → (N, O, OH, OW); weight (O, C/G, KH, KW).
 
@@ -128,49 +174,54 @@ def conv_forward(x, weight, stride, padding, dilation, groups, out_hw=None):
     added rows that no window reads.
     """
     xp = get_array_module(x, weight)
-    n, c, h, w = x.shape
+    n, c = x.shape[:2]
     o, c_per_group, kh, kw = weight.shape
-    oh, ow = out_hw or (conv_output_size(h, kh, stride[0], padding[0], dilation[0]),
-                        conv_output_size(w, kw, stride[1], padding[1], dilation[1]))
+    windows = Windows(x.shape[2:], (kh, kw), stride, padding, dilation, out_hw)
+    ow = windows.out_hw[1]
     w_groups = weight.reshape(groups, o // groups, c_per_group * kh * kw)           # (G, O/G, K)
-    out = xp.empty((n, o, oh, ow), dtype=xp.result_type(x, weight))
-    per_chunk = _images_per_chunk(c * kh * kw * oh * ow * x.itemsize)
-    for part in _chunks(n, per_chunk):
-        cols = im2col(x[part], (kh, kw), stride, padding, dilation, (oh, ow))     # (n, C, KH, KW, OH, OW)
-        cols = cols.reshape(-1, groups, c_per_group * kh * kw, oh * ow)           # (n, G, K, L)
-        out[part] = xp.matmul(w_groups, cols).reshape(-1, o, oh, ow)              # (n, G, O/G, L) → (n, O, OH, OW)
+    padded = windows.pad(x)
+    out = xp.empty((n, o) + windows.out_hw, dtype=xp.result_type(x, weight))
+    for images, first, last in windows.tiles(n, c, x.itemsize):
+        cols = windows.columns(padded[images], first, last)                       # (n, C, KH, KW, rows, OW)
+        cols = cols.reshape(-1, groups, c_per_group * kh * kw, (last - first) * ow)  # (n, G, K, L)
+        product = xp.matmul(w_groups, cols)                                       # (n, G, O/G, L)
+        out[images, :, first:last] = product.reshape(-1, o, last - first, ow)
     return out
 
 
 def conv_transpose_forward(x, weight, out_hw, stride, padding, dilation, groups):
-    """y = col2im(Wᵀ · x): the adjoint of ``conv_forward``. x (N, C, H, W), weight (C, O/G, KH, KW) → (N, O, *out_hw)."""
+    """y = col2im(Wᵀ · x): the adjoint of ``conv_forward``. x (N, C, H, W), weight (C, O/G, KH, KW) → (N, O, *out_hw).
+
+    The windows are those of the convolution that maps the output back to ``x``.
+    """
     xp = get_array_module(x, weight)
     n, c, h, w = x.shape
     _, o_per_group, kh, kw = weight.shape
     o = o_per_group * groups
+    windows = Windows(out_hw, (kh, kw), stride, padding, dilation, (h, w))
     w_groups_t = weight.reshape(groups, c // groups, o_per_group * kh * kw).swapaxes(1, 2)  # (G, K, C/G)
-    out = xp.empty((n, o) + tuple(out_hw), dtype=xp.result_type(x, weight))
-    per_chunk = _images_per_chunk(o * kh * kw * h * w * x.itemsize)
-    for part in _chunks(n, per_chunk):
-        x_groups = x[part].reshape(-1, groups, c // groups, h * w)                  # (n, G, C/G, L)
-        cols = xp.matmul(w_groups_t, x_groups)                                      # (n, G, K, L)
-        cols = cols.reshape(-1, o, kh, kw, h, w)                                   # (n, O, KH, KW, H, W)
-        out[part] = col2im(cols, out_hw, stride, padding, dilation)
-    return out
+    (ph, pw), (fh, fw) = windows.padding, windows.far_padding
+    padded = xp.zeros((n, o, ph + out_hw[0] + fh, pw + out_hw[1] + fw), dtype=xp.result_type(x, weight))
+    for images, first, last in windows.tiles(n, o, x.itemsize):
+        x_tile = x[images, :, first:last].reshape(-1, groups, c // groups, (last - first) * w)  # (n, G, C/G, L)
+        cols = xp.matmul(w_groups_t, x_tile)                                      # (n, G, K, L)
+        windows.add_columns(padded[images], cols.reshape(-1, o, kh, kw, last - first, w), first)
+    return windows.crop(padded)
 
 
 def conv_weight_grad(x, grad_out, weight_shape, stride, padding, dilation, groups):
     """dL/dW = Σₙ g[n] · im2col(x)[n]ᵀ for the convolution x → grad_out's shape; returns ``weight_shape``."""
     xp = get_array_module(x, grad_out)
-    n, c, h, w = x.shape
+    n, c = x.shape[:2]
     o, c_per_group, kh, kw = weight_shape
-    _, _, oh, ow = grad_out.shape
+    windows = Windows(x.shape[2:], (kh, kw), stride, padding, dilation, grad_out.shape[2:])
+    ow = windows.out_hw[1]
+    padded = windows.pad(x)
     grad = xp.zeros((groups, o // groups, c_per_group * kh * kw), dtype=xp.result_type(x, grad_out))
-    per_chunk = _images_per_chunk(c * kh * kw * oh * ow * x.itemsize)
-    for part in _chunks(n, per_chunk):
-        cols = im2col(x[part], (kh, kw), stride, padding, dilation, out_size=(oh, ow))
-        cols = cols.reshape(-1, groups, c_per_group * kh * kw, oh * ow)           # (n, G, K, L)
-        g = grad_out[part].reshape(-1, groups, o // groups, oh * ow)              # (n, G, O/G, L)
+    for images, first, last in windows.tiles(n, c, x.itemsize):
+        cols = windows.columns(padded[images], first, last)
+        cols = cols.reshape(-1, groups, c_per_group * kh * kw, (last - first) * ow)  # (n, G, K, L)
+        g = grad_out[images, :, first:last].reshape(-1, groups, o // groups, (last - first) * ow)  # (n, G, O/G, L)
         grad += xp.matmul(g, cols.swapaxes(2, 3)).sum(axis=0)                     # (G, O/G, K)
     return grad.reshape(weight_shape)
 
