@@ -16,7 +16,7 @@ import time
 def _parse():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3, help="timed calls per block (3 rounds of blocks)")
     parser.add_argument("--quick", action="store_true", help="smaller shapes, for a smoke test")
     return parser.parse_args()
 
@@ -46,14 +46,19 @@ if ARGS.quick:
               for name, kind, x, w, kw in LAYERS]
 
 
-def median_time(fn, repeats):
-    fn()  # warm-up (allocations, thread pools)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+def median_times(functions: dict, repeats: int, rounds: int = 3) -> dict:
+    """Median seconds of each function. Each round times every function in a warm block of ``repeats``
+    calls (one untimed call first, so thread pools and caches are warm, as in a training loop); rounds
+    alternate the blocks so that drift in the machine's speed affects minseg and torch alike."""
+    times = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, fn in functions.items():
+            fn()
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(samples)) for name, samples in times.items()}
 
 
 def run_layer(kind, x_shape, w_shape, kwargs, repeats):
@@ -82,20 +87,19 @@ def run_layer(kind, x_shape, w_shape, kwargs, repeats):
         xt, wt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
         torch_op(xt, wt, **kwargs).backward(torch.from_numpy(g))
 
-    times = {name: median_time(fn, repeats) for name, fn in
-             [("ours_fwd", ours_forward), ("torch_fwd", torch_forward), ("ours_both", ours_both),
-              ("torch_both", torch_both)]}
+    functions = {"ours_fwd": ours_forward, "torch_fwd": torch_forward, "ours_both": ours_both,
+                 "torch_both": torch_both}
     if kind == "conv":  # the im2col GEMM: (O, C·KH·KW) @ (C·KH·KW, OH·OW), once per image
         k = w_shape[1] * w_shape[2] * w_shape[3]
         a = rng.standard_normal((w_shape[0], k), dtype=np.float32)
         b = rng.standard_normal((x_shape[0], k, out_shape[2] * out_shape[3]), dtype=np.float32)
-        times["gemm"] = median_time(lambda: np.matmul(a, b), repeats)
-    return times
+        functions["gemm"] = lambda: np.matmul(a, b)
+    return median_times(functions, repeats)
 
 
 def main():
     print(f"minseg {minseg.__version__} | torch {torch.__version__} | numpy {np.__version__} | "
-          f"threads {ARGS.threads} | float32 | median of {ARGS.repeats}")
+          f"threads {ARGS.threads} | float32 | median of 3 rounds x {ARGS.repeats}")
     header = f"{'layer':<14} {'fwd ms':>9} {'torch':>9} {'ratio':>6} {'f+b ms':>9} {'torch':>9} {'ratio':>6} {'GEMM %':>7}"
     print(header)
     print("-" * len(header))

@@ -217,13 +217,15 @@ def conv_weight_grad(x, grad_out, weight_shape, stride, padding, dilation, group
     windows = Windows(x.shape[2:], (kh, kw), stride, padding, dilation, grad_out.shape[2:])
     ow = windows.out_hw[1]
     padded = windows.pad(x)
-    grad = xp.zeros((groups, o // groups, c_per_group * kh * kw), dtype=xp.result_type(x, grad_out))
+    grad_t = xp.zeros((groups, c_per_group * kh * kw, o // groups), dtype=xp.result_type(x, grad_out))  # (G, K, O/G)
     for images, first, last in windows.tiles(n, c, x.itemsize):
         cols = windows.columns(padded[images], first, last)
         cols = cols.reshape(-1, groups, c_per_group * kh * kw, (last - first) * ow)  # (n, G, K, L)
         g = grad_out[images, :, first:last].reshape(-1, groups, o // groups, (last - first) * ow)  # (n, G, O/G, L)
-        grad += xp.matmul(g, cols.swapaxes(2, 3)).sum(axis=0)                     # (G, O/G, K)
-    return grad.reshape(weight_shape)
+        for image in range(cols.shape[0]):
+            # colsᵀ-side product (K × L)(L × O/G): measured ~2× faster in OpenBLAS than (O/G × L)(L × K)
+            grad_t += xp.matmul(cols[image], g[image].swapaxes(1, 2))             # (G, K, O/G)
+    return grad_t.swapaxes(1, 2).reshape(weight_shape)
 
 
 # ------------------------------------------------------------------ autograd Functions
