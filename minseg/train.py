@@ -1,0 +1,233 @@
+"""``Trainer``: the training loop of §7.2.3 — forward, per-pixel loss, backward, optimizer step — with
+evaluation, progress bars, history, checkpoints and an exact resume.
+
+What makes resuming exact: the checkpoint holds the model, optimizer and schedule state, the shared RNG
+(dropout masks) and the step. The ``DataLoader`` derives the order of every epoch and every sample's
+augmentation from its seed, so step ``s`` continues at epoch ``s // len(loader)``, batch
+``s % len(loader)``, with the very batches it would have seen. Two steps, save, restore, two steps is
+then bit for bit the same as four steps straight.
+
+Nothing a user made is lost: checkpoints are written atomically (``minseg.save``); a non-finite loss
+stops training before the bad step touches the weights and leaves the last checkpoint in place;
+Ctrl-C finishes the current step, saves a checkpoint and then stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .autograd import no_grad
+from .random import get_rng_state, manual_seed, set_rng_state
+from .serialization import load, save
+from .viz import plot_history
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised when the training loss is NaN or infinite. The parameters and optimizer are left as they were
+    before the step (batch-norm running statistics have seen the failing forward pass; the last checkpoint
+    holds the state before it)."""
+
+
+def _batch_to(batch, device):
+    return tuple(item.to(device) if hasattr(item, "to") else item for item in batch)
+
+
+class Trainer:
+    """Train ``model`` on ``train_loader`` with ``loss_fn(logits, target)``.
+
+    Length: ``max_steps`` optimizer steps, or ``epochs`` passes over the loader (one of the two).
+    ``scheduler.step()`` runs after every optimizer step (DeepLab's poly schedule is per iteration).
+    Every ``eval_every`` steps (and at the end) the model is evaluated on ``val_loader``: the mean loss,
+    plus whatever ``metrics`` computes — a factory returning an object with ``update(logits, target)``
+    and ``compute() -> dict`` (e.g. ``lambda: ConfusionMatrix(num_classes)``).
+    With ``out_dir``, a checkpoint is written every ``checkpoint_every`` steps and at the end, with
+    ``history.json`` and ``curves.png`` beside it; ``fit(resume=True)`` continues from that checkpoint.
+
+    The loaders must be ``minseg.data.DataLoader``s (or offer ``__len__`` and ``iterate(epoch, start_batch)``).
+    """
+
+    def __init__(self, model, loss_fn, optimizer, train_loader, *, scheduler=None, val_loader=None, metrics=None,
+                 max_steps: int | None = None, epochs: int | None = None, eval_every: int | None = None,
+                 checkpoint_every: int | None = None, out_dir=None, device: str = "cpu", seed: int = 0,
+                 log_every: int = 1, progress: bool = True):
+        if (max_steps is None) == (epochs is None):
+            raise ValueError(f"Trainer: give exactly one of max_steps and epochs; got max_steps={max_steps!r}, "
+                             f"epochs={epochs!r}")
+        for name, value in (("max_steps", max_steps), ("epochs", epochs), ("eval_every", eval_every),
+                            ("checkpoint_every", checkpoint_every), ("log_every", log_every)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"Trainer: {name} must be a positive int or None; got {value!r}")
+        if not hasattr(train_loader, "iterate"):
+            raise TypeError("Trainer: train_loader must offer iterate(epoch, start_batch) — use minseg.data.DataLoader")
+        self.model, self.loss_fn, self.optimizer, self.scheduler = model, loss_fn, optimizer, scheduler
+        self.train_loader, self.val_loader, self.metrics = train_loader, val_loader, metrics
+        self.total_steps = max_steps if max_steps is not None else epochs * len(train_loader)
+        self.eval_every, self.checkpoint_every, self.log_every = eval_every, checkpoint_every, log_every
+        self.out_dir, self.device, self.seed, self.progress = out_dir, device, seed, progress
+        self.step = 0
+        self.history = {"train": [], "eval": []}
+        self._stop_requested = False
+        model.to(device)
+
+    # ---------------------------------------------------------------- files
+    @property
+    def checkpoint_path(self):
+        return None if self.out_dir is None else os.path.join(self.out_dir, "checkpoint.npz")
+
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "rng": get_rng_state(),
+            "step": self.step,
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.step = int(state["step"])
+        self.history = state["history"]
+
+    def save_checkpoint(self, path=None) -> str:
+        """Write the full training state atomically (to ``out_dir/checkpoint.npz`` by default)."""
+        path = path or self.checkpoint_path
+        if path is None:
+            raise ValueError("save_checkpoint: no path given and the Trainer has no out_dir")
+        save(self.state_dict(), path)
+        self._write_history()
+        return path
+
+    def load_checkpoint(self, path=None) -> None:
+        self.load_state_dict(load(path or self.checkpoint_path))
+
+    def _write_history(self) -> None:
+        if self.out_dir is None:
+            return
+        path = os.path.join(self.out_dir, "history.json")
+        temporary = path + ".tmp"
+        with open(temporary, "w") as file:
+            json.dump(self.history, file, indent=1)
+        os.replace(temporary, path)
+        if self.history["train"]:
+            plot_history(self.history, os.path.join(self.out_dir, "curves.png"))
+
+    # ---------------------------------------------------------------- one step
+    def train_step(self, batch) -> float:
+        """Forward, loss, backward, optimizer and schedule step; returns the loss."""
+        images, targets = _batch_to(batch, self.device)[:2]
+        self.model.train()
+        loss = self.loss_fn(self.model(images), targets)
+        value = float(loss.item())
+        if not math.isfinite(value):
+            epoch, batch_index = divmod(self.step, len(self.train_loader))
+            kept = (f"the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path
+                    and os.path.exists(self.checkpoint_path) else "no checkpoint was written")
+            raise NonFiniteLossError(f"loss is {value} at step {self.step + 1} (epoch {epoch}, batch {batch_index}); "
+                                     f"training stopped before updating the weights; {kept}")
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return value
+
+    @no_grad()
+    def evaluate(self, loader=None) -> dict:
+        """Mean loss (weighted by batch size) and the metrics over ``loader`` (the validation loader)."""
+        loader = loader or self.val_loader
+        if loader is None:
+            raise ValueError("evaluate: no loader given and the Trainer has no val_loader")
+        self.model.eval()
+        meter = self.metrics() if self.metrics else None
+        total, count = 0.0, 0
+        for batch in loader.iterate(0):
+            images, targets = _batch_to(batch, self.device)[:2]
+            logits = self.model(images)
+            total += float(self.loss_fn(logits, targets).item()) * images.shape[0]
+            count += images.shape[0]
+            if meter is not None:
+                meter.update(logits, targets)
+        self.model.train()
+        result = {"loss": total / count}
+        if meter is not None:
+            result.update({k: float(v) for k, v in meter.compute().items() if np.ndim(v) == 0})
+        return result
+
+    # ---------------------------------------------------------------- the loop
+    def fit(self, resume: bool = False) -> dict:
+        """Train until ``total_steps``; returns the history. ``resume=True`` starts from the checkpoint."""
+        if resume:
+            if self.checkpoint_path is None or not os.path.exists(self.checkpoint_path):
+                raise FileNotFoundError(f"fit(resume=True): no checkpoint at {self.checkpoint_path!r}")
+            self.load_checkpoint()
+        else:
+            manual_seed(self.seed)
+        with self._stop_after_step_on_ctrl_c(), tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
+                                                desc="train", unit="step", dynamic_ncols=True) as bar:
+            steps_per_epoch = len(self.train_loader)
+            while self.step < self.total_steps:
+                epoch, start = divmod(self.step, steps_per_epoch)
+                for batch in self.train_loader.iterate(epoch, start):
+                    started = time.perf_counter()
+                    loss = self.train_step(batch)
+                    self.step += 1
+                    self._after_step(loss, time.perf_counter() - started, bar)
+                    if self.step >= self.total_steps:
+                        break
+        if self.val_loader is not None and (not self.history["eval"] or self.history["eval"][-1]["step"] != self.step):
+            self._record_evaluation(bar=None)
+        if self.out_dir is not None:
+            self.save_checkpoint()
+        return self.history
+
+    def _after_step(self, loss: float, seconds: float, bar) -> None:
+        lr = self.optimizer.param_groups[0]["lr"]
+        if self.step % self.log_every == 0 or self.step == self.total_steps:
+            self.history["train"].append({"step": self.step, "loss": loss, "lr": lr, "seconds": seconds})
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", refresh=False)
+        if self.eval_every and self.step % self.eval_every == 0 and self.val_loader is not None:
+            self._record_evaluation(bar)
+        if self.out_dir is not None and self.checkpoint_every and self.step % self.checkpoint_every == 0:
+            self.save_checkpoint()
+        if self._stop_requested:
+            if self.out_dir is not None:
+                path = self.save_checkpoint()
+                print(f"\ninterrupted at step {self.step}: checkpoint saved to {path}; resume with fit(resume=True)")
+            raise KeyboardInterrupt
+
+    def _record_evaluation(self, bar) -> None:
+        result = {"step": self.step, **self.evaluate()}
+        self.history["eval"].append(result)
+        if bar is not None:
+            bar.write("step {}: ".format(self.step) + ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "step"))
+
+    @contextlib.contextmanager
+    def _stop_after_step_on_ctrl_c(self):
+        """While training, Ctrl-C only asks the loop to stop after the current step (it then saves and raises)."""
+        def request_stop(signum, frame):
+            self._stop_requested = True
+
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, request_stop)
+        try:
+            yield
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+            self._stop_requested = False
