@@ -134,6 +134,16 @@ def kaiming_normal_(tensor, a: float = 0, mode: str = "fan_in", nonlinearity: st
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode)))
 
 
+def pytorch_default_(weight, bias=None) -> None:
+    """The default initialisation of PyTorch's Linear and conv layers: kaiming_uniform_(a=√5) on the
+    weight, which is U(±1/√fan_in), and U(±1/√fan_in) on the bias."""
+    kaiming_uniform_(weight, a=math.sqrt(5))
+    fan_in, _ = fan_in_and_fan_out(weight)
+    if bias is not None and fan_in > 0:
+        bound = 1 / math.sqrt(fan_in)
+        uniform_(bias, -bound, bound)
+
+
 def bilinear_kernel(size: int) -> np.ndarray:
     """The (size, size) kernel that makes a stride-f transposed conv (size = 2f) interpolate bilinearly.
 

@@ -6,7 +6,6 @@ and ``BatchNorm2d``, its parameters and buffers) and respects ``self.training`` 
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 
@@ -40,10 +39,7 @@ class Linear(Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(self.in_features) if self.in_features > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        init.pytorch_default_(self.weight, self.bias)
 
     def forward(self, input):
         return F.linear(input, self.weight, self.bias)
