@@ -1,6 +1,5 @@
 """Shape ops and matmul against PyTorch, forward and backward in float64."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
