@@ -1,38 +1,24 @@
-"""conv2d / conv_transpose2d: minseg vs PyTorch CPU, float32, same thread count, measured in one run.
+"""conv2d / conv_transpose2d: minseg vs PyTorch, float32, same thread count, measured in one run.
 
-    python benchmarks/bench_conv.py [--threads 2] [--repeats 5]
+    python benchmarks/bench_conv.py [--threads 2] [--repeats 3] [--device cpu|cuda] [--quick]
 
 Prints, per layer shape, the median time of forward and forward+backward for both frameworks, their
-ratio (minseg / torch; lower is better) and conv forward's throughput as a fraction of a NumPy matmul
+ratio (minseg / torch; lower is better) and conv forward's throughput as a fraction of a matrix product
 doing the same number of FLOPs (the im2col GEMM's ceiling).
 """
 
-import argparse
-import os
-import sys
-import time
+from common import median_times, parse_args
 
-
-def _parse():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3, help="timed calls per block (3 rounds of blocks)")
-    parser.add_argument("--quick", action="store_true", help="smaller shapes, for a smoke test")
-    return parser.parse_args()
-
-
-ARGS = _parse()
-for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(ARGS.threads)  # before NumPy/torch load their thread pools
+ARGS = parse_args(__doc__)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import minseg  # noqa: E402
 import minseg.functional as F  # noqa: E402
 
 torch.set_num_threads(ARGS.threads)
+DEVICE = ARGS.device
 
 # name, kind, input shape, weight shape, keyword arguments
 LAYERS = [
@@ -46,21 +32,6 @@ if ARGS.quick:
               for name, kind, x, w, kw in LAYERS]
 
 
-def median_times(functions: dict, repeats: int, rounds: int = 3) -> dict:
-    """Median seconds of each function. Each round times every function in a warm block of ``repeats``
-    calls (one untimed call first, so thread pools and caches are warm, as in a training loop); rounds
-    alternate the blocks so that drift in the machine's speed affects minseg and torch alike."""
-    times = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, fn in functions.items():
-            fn()
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                times[name].append(time.perf_counter() - start)
-    return {name: float(np.median(samples)) for name, samples in times.items()}
-
-
 def run_layer(kind, x_shape, w_shape, kwargs, repeats):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape, dtype=np.float32)
@@ -70,36 +41,39 @@ def run_layer(kind, x_shape, w_shape, kwargs, repeats):
     with torch.no_grad():
         out_shape = torch_op(torch.from_numpy(x), torch.from_numpy(w), **kwargs).shape
     g = rng.standard_normal(tuple(out_shape), dtype=np.float32)
+    ours_x, ours_w, ours_g = (minseg.to_device(a, DEVICE) for a in (x, w, g))    # inputs placed once, untimed
+    torch_x, torch_w, torch_g = (torch.from_numpy(a).to(DEVICE) for a in (x, w, g))
 
     def ours_forward():
         with minseg.no_grad():
-            ours_op(minseg.Tensor(x), minseg.Tensor(w), **kwargs)
+            ours_op(minseg.Tensor(ours_x), minseg.Tensor(ours_w), **kwargs)
 
     def ours_both():
-        xt, wt = minseg.Tensor(x, requires_grad=True), minseg.Tensor(w, requires_grad=True)
-        ours_op(xt, wt, **kwargs).backward(g)
+        xt, wt = minseg.Tensor(ours_x, requires_grad=True), minseg.Tensor(ours_w, requires_grad=True)
+        ours_op(xt, wt, **kwargs).backward(ours_g)
 
     def torch_forward():
         with torch.no_grad():
-            torch_op(torch.from_numpy(x), torch.from_numpy(w), **kwargs)
+            torch_op(torch_x, torch_w, **kwargs)
 
     def torch_both():
-        xt, wt = torch.from_numpy(x).requires_grad_(), torch.from_numpy(w).requires_grad_()
-        torch_op(xt, wt, **kwargs).backward(torch.from_numpy(g))
+        xt, wt = torch_x.detach().requires_grad_(), torch_w.detach().requires_grad_()
+        torch_op(xt, wt, **kwargs).backward(torch_g)
 
     functions = {"ours_fwd": ours_forward, "torch_fwd": torch_forward, "ours_both": ours_both,
                  "torch_both": torch_both}
     if kind == "conv":  # the im2col GEMM: (O, C·KH·KW) @ (C·KH·KW, OH·OW), once per image
         k = w_shape[1] * w_shape[2] * w_shape[3]
-        a = rng.standard_normal((w_shape[0], k), dtype=np.float32)
-        b = rng.standard_normal((x_shape[0], k, out_shape[2] * out_shape[3]), dtype=np.float32)
-        functions["gemm"] = lambda: np.matmul(a, b)
-    return median_times(functions, repeats)
+        xp = minseg.get_array_module(ours_x)
+        a = xp.asarray(rng.standard_normal((w_shape[0], k), dtype=np.float32))
+        b = xp.asarray(rng.standard_normal((x_shape[0], k, out_shape[2] * out_shape[3]), dtype=np.float32))
+        functions["gemm"] = lambda: xp.matmul(a, b)
+    return median_times(functions, repeats, DEVICE)
 
 
 def main():
     print(f"minseg {minseg.__version__} | torch {torch.__version__} | numpy {np.__version__} | "
-          f"threads {ARGS.threads} | float32 | median of 3 rounds x {ARGS.repeats}")
+          f"{DEVICE} | threads {ARGS.threads} | float32 | median of 3 rounds x {ARGS.repeats}")
     header = f"{'layer':<14} {'fwd ms':>9} {'torch':>9} {'ratio':>6} {'f+b ms':>9} {'torch':>9} {'ratio':>6} {'GEMM %':>7}"
     print(header)
     print("-" * len(header))
