@@ -1,0 +1,156 @@
+"""U-Net (§7.3) against a plain PyTorch U-Net written here, plus its sizes, crops and size helpers."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as tnn
+
+import minseg
+from helpers import assert_close
+from model_helpers import check_model
+from minseg.models import UNet, unet_output_size, unet_valid_input_size
+
+
+def torch_double_conv(c_in, c_out, padding, batch_norm):
+    layers = []
+    for channels in (c_in, c_out):
+        layers += [tnn.Conv2d(channels, c_out, 3, padding=padding, bias=not batch_norm)]
+        layers += [tnn.BatchNorm2d(c_out)] if batch_norm else []
+        layers += [tnn.ReLU()]
+    return tnn.Sequential(*layers)
+
+
+class TorchUNet(tnn.Module):
+    """The reference: the same network, written the way a PyTorch user would."""
+
+    def __init__(self, in_channels, num_classes, base, depth, padding, up, batch_norm):
+        super().__init__()
+        pad = 1 if padding == "same" else 0
+        widths = [base * 2**level for level in range(depth + 1)]
+        self.encoder = tnn.ModuleList(torch_double_conv(a, b, pad, batch_norm)
+                                      for a, b in zip([in_channels] + widths[:-2], widths[:-1]))
+        self.pool = tnn.MaxPool2d(2)
+        self.bottleneck = torch_double_conv(widths[-2], widths[-1], pad, batch_norm)
+        self.up, self.decoder = tnn.ModuleList(), tnn.ModuleList()
+        for level in reversed(range(depth)):
+            if up == "transpose":
+                self.up.append(tnn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2))
+            else:
+                self.up.append(tnn.Sequential(tnn.Upsample(scale_factor=2, mode="bilinear"),
+                                              tnn.Conv2d(widths[level + 1], widths[level], 3, padding=1)))
+            self.decoder.append(torch_double_conv(2 * widths[level], widths[level], pad, batch_norm))
+        self.head = tnn.Conv2d(base, num_classes, 1)
+
+    def forward(self, x):
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottleneck(x)
+        for up, block, skip in zip(self.up, self.decoder, reversed(skips)):
+            x = up(x)
+            top, left = (skip.shape[2] - x.shape[2]) // 2, (skip.shape[3] - x.shape[3]) // 2
+            skip = skip[:, :, top:top + x.shape[2], left:left + x.shape[3]]
+            x = block(torch.cat([skip, x], 1))
+        return self.head(x)
+
+
+CASES = [  # padding, up, batch_norm, depth, input (H, W), output (H, W)
+    ("valid", "transpose", False, 2, (60, 60), (20, 20)),
+    ("valid", "bilinear", True, 2, (60, 44), (20, 4)),
+    ("valid", "transpose", True, 1, (22, 26), (6, 10)),
+    ("same", "transpose", True, 3, (16, 24), (16, 24)),
+    ("same", "bilinear", False, 2, (12, 8), (12, 8)),
+]
+
+
+@pytest.mark.parametrize("padding,up,batch_norm,depth,size,out_size", CASES, ids=str)
+def test_unet_matches_torch(padding, up, batch_norm, depth, size, out_size, device):
+    """Same weights → same output, same input gradient and same parameter gradients (batch norm in training
+    mode also updates the same running statistics)."""
+    torch.manual_seed(0)
+    theirs = TorchUNet(2, 3, 2, depth, padding, up, batch_norm)
+    ours = UNet(2, 3, base_channels=2, depth=depth, padding=padding, up=up, batch_norm=batch_norm)
+    out = check_model(ours, theirs, np.random.default_rng(0).standard_normal((2, 2) + size), device)
+    assert out.shape == (2, 3) + out_size
+    assert unet_output_size(size, depth, padding) == out_size
+
+
+def test_paper_unet_maps_572_to_388(device):
+    """The paper's geometry at depth 4 (channels shrunk to keep it fast): 572×572 in, 388×388 out."""
+    model = UNet(in_channels=1, num_classes=2, base_channels=1).to(device)
+    with minseg.no_grad():
+        x = minseg.ones(1, 1, 572, 572, device=device)
+        assert model(x).shape == (1, 2, 388, 388)
+        skips = []  # the forward pass by hand, to read the crop offsets the module docstring lists
+        for block in model.encoder:
+            skips.append(block(x))
+            x = model.pool(skips[-1])
+        x, offsets = model.bottleneck(x), []
+        for up, block, skip in zip(model.up, model.decoder, reversed(skips)):
+            x = up(x)
+            offsets.append((skip.shape[-1] - x.shape[-1]) / 2)
+            x = block(minseg.functional.cat([minseg.functional.center_crop(skip, x.shape[-2:]), x], dim=1))
+    assert offsets == [4, 16, 40, 88] and [skip.shape[-1] for skip in skips] == [568, 280, 136, 64]
+    assert [tuple(block[0].weight.shape) for block in model.encoder] == [(1, 1, 3, 3), (2, 1, 3, 3), (4, 2, 3, 3),
+                                                                        (8, 4, 3, 3)]
+    assert tuple(model.bottleneck[0].weight.shape) == (16, 8, 3, 3)
+    assert [tuple(up.weight.shape) for up in model.up] == [(16, 8, 2, 2), (8, 4, 2, 2), (4, 2, 2, 2), (2, 1, 2, 2)]
+
+
+def test_size_helpers():
+    assert unet_output_size(572) == 388 and unet_valid_input_size(388) == 572
+    assert unet_output_size((572, 188)) == (388, 4)
+    assert unet_valid_input_size((388, 1)) == (572, 188)
+    # 92 pixels of context on each side at depth 4; 12·2^d − 8 in general
+    for depth in (1, 2, 3, 4, 5):
+        size = unet_valid_input_size(50, depth)
+        assert size - unet_output_size(size, depth) == 12 * 2**depth - 8
+    # "at least": outputs come in steps of 2^depth, so 389 needs the next valid input, which gives 404
+    assert unet_valid_input_size(389) == 588 and unet_output_size(588) == 404
+    for depth in (1, 2, 3, 4):  # the helper returns the smallest input that works
+        working = {}
+        for size in range(1, 320):
+            try:
+                working[size] = unet_output_size(size, depth)
+            except ValueError:
+                pass
+        for wanted in range(1, 120):
+            assert unet_valid_input_size(wanted, depth) == min(s for s, o in working.items() if o >= wanted)
+    assert unet_output_size((32, 48), depth=4, padding="same") == (32, 48)
+
+
+def test_sizes_that_do_not_tile_are_refused(device):
+    with pytest.raises(ValueError, match=r"input size 571 does not tile evenly.*pool 1.*odd.*556 or 572"):
+        unet_output_size(571)
+    with pytest.raises(ValueError, match=r"pool 4 would be 5 pixels"):
+        unet_output_size(100)
+    with pytest.raises(ValueError, match="too small"):
+        unet_output_size(10)
+    with pytest.raises(ValueError, match=r"multiple of 2\^3 = 8.*pad the image.*to 32"):
+        unet_output_size(30, depth=3, padding="same")
+    model = UNet(1, 2, base_channels=1, depth=2, padding="same").to(device)
+    with pytest.raises(ValueError, match="input size 10 must be a positive multiple"):
+        model(minseg.zeros(1, 1, 8, 10, device=device))
+    valid = UNet(1, 2, base_channels=1, depth=2).to(device)
+    with pytest.raises(ValueError, match="input size 61 does not tile evenly"):
+        valid(minseg.zeros(1, 1, 60, 61, device=device))
+    with pytest.raises(ValueError, match="padding must be one of"):
+        UNet(padding="reflect")
+    with pytest.raises(ValueError, match="up must be one of"):
+        UNet(up="nearest")
+    with pytest.raises(ValueError, match="positive int"):
+        UNet(depth=0)
+
+
+def test_contracting_path_is_the_encoder_in_order(device):
+    """``contracting_path()`` chains the model's own encoder layers: it reproduces the bottleneck output."""
+    model = UNet(1, 2, base_channels=2, depth=2).double().to(device)
+    x = minseg.tensor(np.random.default_rng(0).standard_normal((1, 1, 44, 44)), device=device)
+    path = model.contracting_path()
+    manual = x
+    for block in model.encoder:
+        manual = model.pool(block(manual))
+    assert_close(path(x), model.bottleneck(manual), what="contracting path")
+    assert path[0] is model.encoder[0][0]
