@@ -1,9 +1,13 @@
-"""Plain PyTorch re-implementations of the backbones (torchvision's layout, written out here so the tests
-need no torchvision). ``model_helpers.check_model`` compares a minseg model with one of these twins.
+"""Plain PyTorch re-implementations of minseg's models, written the way a PyTorch user would (backbones in
+torchvision's layout, so the tests need no torchvision). ``model_helpers.check_model`` compares a minseg
+model with its twin; ``benchmarks/bench_models.py`` times the two.
 """
+
+from collections import OrderedDict
 
 import torch
 import torch.nn as tnn
+import torch.nn.functional as TF
 
 
 def width_of(channels, width):
@@ -138,3 +142,115 @@ DILATE = {32: (False, False, False), 16: (False, False, True), 8: (False, True, 
 def torch_resnet(name, width=1.0, in_channels=3, output_stride=32, multi_grid=None, num_classes=None):
     block, layers = RESNET_SPECS[name]
     return TorchResNet(block, layers, width, in_channels, DILATE[output_stride], multi_grid, num_classes)
+
+
+# ---------------------------------------------------------------------------------------------- U-Net
+def torch_double_conv(c_in, c_out, padding, batch_norm):
+    layers = []
+    for channels in (c_in, c_out):
+        layers += [tnn.Conv2d(channels, c_out, 3, padding=padding, bias=not batch_norm)]
+        layers += [tnn.BatchNorm2d(c_out)] if batch_norm else []
+        layers += [tnn.ReLU()]
+    return tnn.Sequential(*layers)
+
+
+class TorchUNet(tnn.Module):
+    """The reference: the same network, written the way a PyTorch user would."""
+
+    def __init__(self, in_channels, num_classes, base, depth, padding, up, batch_norm):
+        super().__init__()
+        pad = 1 if padding == "same" else 0
+        widths = [base * 2**level for level in range(depth + 1)]
+        self.encoder = tnn.ModuleList(torch_double_conv(a, b, pad, batch_norm)
+                                      for a, b in zip([in_channels] + widths[:-2], widths[:-1]))
+        self.pool = tnn.MaxPool2d(2)
+        self.bottleneck = torch_double_conv(widths[-2], widths[-1], pad, batch_norm)
+        self.up, self.decoder = tnn.ModuleList(), tnn.ModuleList()
+        for level in reversed(range(depth)):
+            if up == "transpose":
+                self.up.append(tnn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2))
+            else:
+                self.up.append(tnn.Sequential(tnn.Upsample(scale_factor=2, mode="bilinear"),
+                                              tnn.Conv2d(widths[level + 1], widths[level], 3, padding=1)))
+            self.decoder.append(torch_double_conv(2 * widths[level], widths[level], pad, batch_norm))
+        self.head = tnn.Conv2d(base, num_classes, 1)
+
+    def forward(self, x):
+        skips = []
+        for block in self.encoder:
+            x = block(x)
+            skips.append(x)
+            x = self.pool(x)
+        x = self.bottleneck(x)
+        for up, block, skip in zip(self.up, self.decoder, reversed(skips)):
+            x = up(x)
+            top, left = (skip.shape[2] - x.shape[2]) // 2, (skip.shape[3] - x.shape[3]) // 2
+            skip = skip[:, :, top:top + x.shape[2], left:left + x.shape[3]]
+            x = block(torch.cat([skip, x], 1))
+        return self.head(x)
+
+
+# ---------------------------------------------------------------------------------------------- DeepLab v3/v3+
+def upsample(x, size):
+    return TF.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def conv_bn_relu(cin, cout, k=1, rate=1):
+    return [tnn.Conv2d(cin, cout, k, padding=rate * (k // 2), dilation=rate, bias=False), tnn.BatchNorm2d(cout),
+            tnn.ReLU()]
+
+
+class TorchPooling(tnn.Sequential):
+    def __init__(self, cin, cout):
+        super().__init__(tnn.AdaptiveAvgPool2d(1), *conv_bn_relu(cin, cout))
+
+    def forward(self, x):
+        return upsample(super().forward(x), x.shape[-2:])
+
+
+class TorchASPP(tnn.Module):
+    def __init__(self, cin, cout, rates, dropout):
+        super().__init__()
+        self.convs = tnn.ModuleList([tnn.Sequential(*conv_bn_relu(cin, cout))]
+                                    + [tnn.Sequential(*conv_bn_relu(cin, cout, 3, r)) for r in rates]
+                                    + [TorchPooling(cin, cout)])
+        self.project = tnn.Sequential(*conv_bn_relu(cout * (len(rates) + 2), cout), tnn.Dropout(dropout))
+
+    def forward(self, x):
+        return self.project(torch.cat([conv(x) for conv in self.convs], dim=1))
+
+
+class TorchDeepLabV3(tnn.Module):
+    def __init__(self, classes, backbone, width, output_stride, multi_grid, dropout, rates=None):
+        super().__init__()
+        self.backbone = torch_resnet(backbone, width, output_stride=output_stride, multi_grid=multi_grid)
+        rates = rates or ((6, 12, 18) if output_stride == 16 else (12, 24, 36))
+        self.aspp = TorchASPP(self.backbone.inplanes, width_of(256, width), rates, dropout)
+        self.classifier = tnn.Conv2d(width_of(256, width), classes, 1)
+
+    def forward(self, x):
+        return upsample(self.classifier(self.aspp(self.backbone(x))), x.shape[-2:])
+
+
+def torch_separable(cin, cout):
+    return tnn.Sequential(OrderedDict([
+        ("depthwise", tnn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False)),
+        ("depthwise_bn", tnn.BatchNorm2d(cin)), ("depthwise_relu", tnn.ReLU()),
+        ("pointwise", tnn.Conv2d(cin, cout, 1, bias=False)), ("pointwise_bn", tnn.BatchNorm2d(cout)),
+        ("pointwise_relu", tnn.ReLU())]))
+
+
+class TorchDeepLabV3Plus(TorchDeepLabV3):
+    def __init__(self, classes, backbone, width, output_stride, multi_grid, dropout, rates=None):
+        super().__init__(classes, backbone, width, output_stride, multi_grid, dropout, rates)
+        channels, low = width_of(256, width), width_of(48, width)
+        self.reduce = tnn.Sequential(*conv_bn_relu(self.backbone.layer1[-1].bn2.num_features
+                                                   if backbone in ("resnet18", "resnet34")
+                                                   else self.backbone.layer1[-1].bn3.num_features, low))
+        self.refine = tnn.Sequential(torch_separable(channels + low, channels), torch_separable(channels, channels))
+
+    def forward(self, x):
+        layer1, layer4 = self.backbone.stages(x)
+        low = self.reduce(layer1)
+        context = upsample(self.aspp(layer4), low.shape[-2:])
+        return upsample(self.classifier(self.refine(torch.cat([context, low], 1))), x.shape[-2:])

@@ -12,23 +12,18 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as tnn
-import torch.nn.functional as TF
 
 import minseg
 from minseg.models import ASPP, DeepLabV1, DeepLabV2, DeepLabV3, DeepLabV3Plus
 from minseg.models.deeplab import dilated_vgg16_features
 from model_helpers import check_model
-from model_twins import torch_resnet, torch_vgg16_features, width_of
+from model_twins import TorchDeepLabV3, TorchDeepLabV3Plus, torch_resnet, torch_vgg16_features, upsample, width_of
 
 WIDTH = 0.125
 
 
 def image(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape)
-
-
-def upsample(x, size):
-    return TF.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 # ---------------------------------------------------------------------------------------------- torch twins
@@ -89,67 +84,6 @@ class TorchDeepLabV2(tnn.Module):
 
     def forward(self, x):
         return upsample(self.aspp(self.backbone(x)), x.shape[-2:])
-
-
-def conv_bn_relu(cin, cout, k=1, rate=1):
-    return [tnn.Conv2d(cin, cout, k, padding=rate * (k // 2), dilation=rate, bias=False), tnn.BatchNorm2d(cout),
-            tnn.ReLU()]
-
-
-class TorchPooling(tnn.Sequential):
-    def __init__(self, cin, cout):
-        super().__init__(tnn.AdaptiveAvgPool2d(1), *conv_bn_relu(cin, cout))
-
-    def forward(self, x):
-        return upsample(super().forward(x), x.shape[-2:])
-
-
-class TorchASPP(tnn.Module):
-    def __init__(self, cin, cout, rates, dropout):
-        super().__init__()
-        self.convs = tnn.ModuleList([tnn.Sequential(*conv_bn_relu(cin, cout))]
-                                    + [tnn.Sequential(*conv_bn_relu(cin, cout, 3, r)) for r in rates]
-                                    + [TorchPooling(cin, cout)])
-        self.project = tnn.Sequential(*conv_bn_relu(cout * (len(rates) + 2), cout), tnn.Dropout(dropout))
-
-    def forward(self, x):
-        return self.project(torch.cat([conv(x) for conv in self.convs], dim=1))
-
-
-class TorchDeepLabV3(tnn.Module):
-    def __init__(self, classes, backbone, width, output_stride, multi_grid, dropout, rates=None):
-        super().__init__()
-        self.backbone = torch_resnet(backbone, width, output_stride=output_stride, multi_grid=multi_grid)
-        rates = rates or ((6, 12, 18) if output_stride == 16 else (12, 24, 36))
-        self.aspp = TorchASPP(self.backbone.inplanes, width_of(256, width), rates, dropout)
-        self.classifier = tnn.Conv2d(width_of(256, width), classes, 1)
-
-    def forward(self, x):
-        return upsample(self.classifier(self.aspp(self.backbone(x))), x.shape[-2:])
-
-
-def torch_separable(cin, cout):
-    return tnn.Sequential(OrderedDict([
-        ("depthwise", tnn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False)),
-        ("depthwise_bn", tnn.BatchNorm2d(cin)), ("depthwise_relu", tnn.ReLU()),
-        ("pointwise", tnn.Conv2d(cin, cout, 1, bias=False)), ("pointwise_bn", tnn.BatchNorm2d(cout)),
-        ("pointwise_relu", tnn.ReLU())]))
-
-
-class TorchDeepLabV3Plus(TorchDeepLabV3):
-    def __init__(self, classes, backbone, width, output_stride, multi_grid, dropout, rates=None):
-        super().__init__(classes, backbone, width, output_stride, multi_grid, dropout, rates)
-        channels, low = width_of(256, width), width_of(48, width)
-        self.reduce = tnn.Sequential(*conv_bn_relu(self.backbone.layer1[-1].bn2.num_features
-                                                   if backbone in ("resnet18", "resnet34")
-                                                   else self.backbone.layer1[-1].bn3.num_features, low))
-        self.refine = tnn.Sequential(torch_separable(channels + low, channels), torch_separable(channels, channels))
-
-    def forward(self, x):
-        layer1, layer4 = self.backbone.stages(x)
-        low = self.reduce(layer1)
-        context = upsample(self.aspp(layer4), low.shape[-2:])
-        return upsample(self.classifier(self.refine(torch.cat([context, low], 1))), x.shape[-2:])
 
 
 # ---------------------------------------------------------------------------------------------- comparisons

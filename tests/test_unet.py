@@ -3,57 +3,12 @@
 import numpy as np
 import pytest
 import torch
-import torch.nn as tnn
 
 import minseg
 from helpers import assert_close
 from model_helpers import check_model
+from model_twins import TorchUNet
 from minseg.models import UNet, unet_output_size, unet_valid_input_size
-
-
-def torch_double_conv(c_in, c_out, padding, batch_norm):
-    layers = []
-    for channels in (c_in, c_out):
-        layers += [tnn.Conv2d(channels, c_out, 3, padding=padding, bias=not batch_norm)]
-        layers += [tnn.BatchNorm2d(c_out)] if batch_norm else []
-        layers += [tnn.ReLU()]
-    return tnn.Sequential(*layers)
-
-
-class TorchUNet(tnn.Module):
-    """The reference: the same network, written the way a PyTorch user would."""
-
-    def __init__(self, in_channels, num_classes, base, depth, padding, up, batch_norm):
-        super().__init__()
-        pad = 1 if padding == "same" else 0
-        widths = [base * 2**level for level in range(depth + 1)]
-        self.encoder = tnn.ModuleList(torch_double_conv(a, b, pad, batch_norm)
-                                      for a, b in zip([in_channels] + widths[:-2], widths[:-1]))
-        self.pool = tnn.MaxPool2d(2)
-        self.bottleneck = torch_double_conv(widths[-2], widths[-1], pad, batch_norm)
-        self.up, self.decoder = tnn.ModuleList(), tnn.ModuleList()
-        for level in reversed(range(depth)):
-            if up == "transpose":
-                self.up.append(tnn.ConvTranspose2d(widths[level + 1], widths[level], 2, stride=2))
-            else:
-                self.up.append(tnn.Sequential(tnn.Upsample(scale_factor=2, mode="bilinear"),
-                                              tnn.Conv2d(widths[level + 1], widths[level], 3, padding=1)))
-            self.decoder.append(torch_double_conv(2 * widths[level], widths[level], pad, batch_norm))
-        self.head = tnn.Conv2d(base, num_classes, 1)
-
-    def forward(self, x):
-        skips = []
-        for block in self.encoder:
-            x = block(x)
-            skips.append(x)
-            x = self.pool(x)
-        x = self.bottleneck(x)
-        for up, block, skip in zip(self.up, self.decoder, reversed(skips)):
-            x = up(x)
-            top, left = (skip.shape[2] - x.shape[2]) // 2, (skip.shape[3] - x.shape[3]) // 2
-            skip = skip[:, :, top:top + x.shape[2], left:left + x.shape[3]]
-            x = block(torch.cat([skip, x], 1))
-        return self.head(x)
 
 
 CASES = [  # padding, up, batch_norm, depth, input (H, W), output (H, W)
