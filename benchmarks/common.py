@@ -27,11 +27,12 @@ def parse_args(description, extra=None):
 
 def synchronize(device):
     """Wait for queued GPU work so that wall-clock times measure it (no-op on the CPU)."""
-    if device == "cuda":
-        import cupy
-        import torch
-
-        cupy.cuda.Device().synchronize()
+    if device != "cuda":
+        return
+    if "cupy" in sys.modules:
+        sys.modules["cupy"].cuda.Device().synchronize()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
