@@ -42,7 +42,10 @@ def _batch_to(batch, device):
 
 
 class Trainer:
-    """Train ``model`` on ``train_loader`` with ``loss_fn(logits, target)``.
+    """Train ``model`` on ``train_loader`` with ``loss_fn(logits, target, *extras)``.
+
+    Batches are ``(images, targets, *extras)``; extras such as U-Net's per-pixel weight maps (§7.3.4)
+    travel with the batch and are passed on to the loss.
 
     Length: ``max_steps`` optimizer steps, or ``epochs`` passes over the loader (one of the two).
     ``scheduler.step()`` runs after every optimizer step (DeepLab's poly schedule is per iteration).
@@ -128,9 +131,11 @@ class Trainer:
     # ---------------------------------------------------------------- one step
     def train_step(self, batch) -> float:
         """Forward, loss, backward, optimizer and schedule step; returns the loss."""
-        images, targets = _batch_to(batch, self.device)[:2]
+        images, targets, *extras = _batch_to(batch, self.device)
         self.model.train()
-        loss = self.loss_fn(self.model(images), targets)
+        if hasattr(self.loss_fn, "steps"):  # a loss with a scheduled weight (CombinedLoss) follows the step count
+            self.loss_fn.steps = self.step
+        loss = self.loss_fn(self.model(images), targets, *extras)
         value = float(loss.item())
         if not math.isfinite(value):
             epoch, batch_index = divmod(self.step, len(self.train_loader))
@@ -155,9 +160,9 @@ class Trainer:
         meter = self.metrics() if self.metrics else None
         total, count = 0.0, 0
         for batch in loader.iterate(0):
-            images, targets = _batch_to(batch, self.device)[:2]
+            images, targets, *extras = _batch_to(batch, self.device)
             logits = self.model(images)
-            total += float(self.loss_fn(logits, targets).item()) * images.shape[0]
+            total += float(self.loss_fn(logits, targets, *extras).item()) * images.shape[0]
             count += images.shape[0]
             if meter is not None:
                 meter.update(logits, targets)
@@ -207,14 +212,14 @@ class Trainer:
         if self._stop_requested:
             if self.out_dir is not None:
                 path = self.save_checkpoint()
-                print(f"\ninterrupted at step {self.step}: checkpoint saved to {path}; resume with fit(resume=True)")
+                print(f"\ninterrupted at step {self.step}: checkpoint saved to {path} (training can resume from it)")
             raise KeyboardInterrupt
 
     def _record_evaluation(self, bar) -> None:
         result = {"step": self.step, **self.evaluate()}
         self.history["eval"].append(result)
-        if bar is not None:
-            bar.write("step {}: ".format(self.step) + ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "step"))
+        if bar is not None and self.progress:
+            bar.write(f"step {self.step}: " + ", ".join(f"{k} {v:.4f}" for k, v in result.items() if k != "step"))
 
     @contextlib.contextmanager
     def _stop_after_step_on_ctrl_c(self):

@@ -1,14 +1,12 @@
-"""Figures: training curves (more plots for the notebooks join here). Uses matplotlib's Agg backend,
-so it works on machines without a display."""
+"""Figures: training curves (more plots for the notebooks join here). Figures are drawn on a bare
+``matplotlib.figure.Figure`` (no pyplot), so they work on machines without a display and importing this
+module never changes the caller's backend (a notebook's ``%matplotlib inline`` keeps working)."""
 
 from __future__ import annotations
 
 import os
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 
 def plot_history(history: dict, path) -> str:
@@ -20,7 +18,8 @@ def plot_history(history: dict, path) -> str:
     train, evaluation = history.get("train", []), history.get("eval", [])
     metric_names = sorted({k for record in evaluation for k in record if k not in ("step", "loss")})
     panels = 2 + bool(metric_names)
-    figure, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6))
+    figure = Figure(figsize=(4.5 * panels, 3.6))
+    axes = figure.subplots(1, panels)
     steps = [r["step"] for r in train]
     axes[0].plot(steps, [r["loss"] for r in train], label="train", linewidth=1)
     if evaluation:
@@ -37,5 +36,28 @@ def plot_history(history: dict, path) -> str:
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     figure.savefig(path, dpi=110)
-    plt.close(figure)
+    return str(path)
+
+
+def plot_examples(rows: list, path, title: str = "") -> str:
+    """A grid of images: one row per example, one column per entry of the row's dict (name → 2-D array or
+    (C, H, W) image). Label maps (integer arrays) use a qualitative colour map. Writes a PNG; returns the path."""
+    columns = list(rows[0])
+    figure = Figure(figsize=(2.6 * len(columns), 2.6 * len(rows)))
+    axes = figure.subplots(len(rows), len(columns), squeeze=False)
+    for r, row in enumerate(rows):
+        for c, name in enumerate(columns):
+            value = row[name]
+            if value.ndim == 3:
+                value = value[0] if value.shape[0] == 1 else value.transpose(1, 2, 0)
+            integer = value.dtype.kind in "iub"
+            axes[r, c].imshow(value, cmap="tab10" if integer else "gray", interpolation="nearest",
+                              vmin=0 if integer else None, vmax=9 if integer else None)
+            axes[r, c].set_axis_off()
+            if r == 0:
+                axes[r, c].set_title(name)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
     return str(path)

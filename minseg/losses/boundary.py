@@ -137,6 +137,9 @@ class CombinedLoss(Module):
     ``region`` and ``boundary`` are loss callables (e.g. ``DiceLoss()``, ``BoundaryLoss()``); ``weight``
     is a number or a callable of the step (default ``LinearRamp()``: 0.01, +0.01 per step). Call
     ``step()`` once per epoch (or iteration) to advance the schedule; ``steps`` counts the calls.
+    Under ``minseg.train.Trainer`` ``steps`` is set to the optimizer step count before every step (so a
+    resumed run continues the schedule exactly): give the ramp a per-iteration increment, e.g.
+    ``LinearRamp(increment=0.01 / len(train_loader))`` for Kervadec's +0.01 per epoch.
     A boundary loss should not be used alone (it collapses, see ``boundary_loss``): hence this pairing.
     """
 
