@@ -14,7 +14,8 @@ input pixels (pixel i of the input sits at coordinate i):
   so ``start ← start + (p − (k_eff − 1)/2)/s · jump`` and ``jump ← jump / s``, and rf grows by
   (n − 1)·jump, n being the most input pixels that reach one output pixel. How many do depends on the
   output pixel's phase (y mod s); the row gives the largest field and the centre averaged over phases,
-  so after a transposed convolution the numbers bound the field rather than give it exactly.
+  so after a transposed convolution the row describes the field only approximately (it can sit up to a
+  jump off); ``receptive_field_support`` maps one output pixel back through the chain and is exact.
 * ReLU, batch norm, dropout and other pixel-wise layers leave all three unchanged and get no row.
 
 Output pixel (i, j) of a row then sees the input box centred on (start + i·jump, start + j·jump), ``rf``
@@ -46,6 +47,7 @@ from . import functional as F
 from . import nn
 from .autograd import Tensor, enable_grad
 from .backend import to_device
+from .functional.conv import conv_output_size, conv_transpose_output_size
 
 RFRow = namedtuple("RFRow", "name layer kernel stride padding dilation rf jump start")
 RFRow.__doc__ = """One layer of the analytic table. ``kernel``/``stride``/``padding``/``dilation`` are the layer's
@@ -145,6 +147,40 @@ def receptive_field_box(row: RFRow, output_index, input_size=None) -> tuple:
         low, high = math.floor(centre - (row.rf[axis] - 1) / 2), math.ceil(centre + (row.rf[axis] - 1) / 2)
         if input_size is not None:
             low, high = max(low, 0), min(high, input_size[axis] - 1)
+        bounds.append((low, high))
+    (top, bottom), (left, right) = bounds
+    return top, left, bottom, right
+
+
+def receptive_field_support(model, output_index, input_size=None) -> tuple:
+    """(top, left, bottom, right), inclusive, of the input pixels that can reach output pixel (i, j) of the
+    chain's last layer — exact, also after transposed convolutions, by mapping the index interval back
+    through every layer: a conv/pool output y reads inputs y·s − p … y·s − p + d·(k − 1); a transposed
+    conv output y receives input x for every tap m with x·s = y + p − m·d. With ``input_size`` = (H, W)
+    the sizes are followed through the chain and each interval is clipped to its layer's input."""
+    layers = [(name, layer) for name, layer in _named_layers(model) if not isinstance(layer, PASS_THROUGH)]
+    geometries = [_geometry(layer) + (getattr(layer, "ceil_mode", False),) for _, layer in layers]
+    bounds = []
+    for axis in (0, 1):
+        sizes = None
+        if input_size is not None:  # the input size of every layer, and of the output at the end
+            sizes = [input_size[axis]]
+            for kernel, stride, padding, dilation, transposed, ceil_mode in geometries:
+                k, s_, p_, d = kernel[axis], stride[axis], padding[axis], dilation[axis]
+                sizes.append(conv_transpose_output_size(sizes[-1], k, s_, p_, 0, d) if transposed
+                             else conv_output_size(sizes[-1], k, s_, p_, d, ceil_mode))
+        low = high = output_index[axis]
+        for position in reversed(range(len(geometries))):
+            kernel, stride, padding, dilation, transposed, _ = geometries[position]
+            k, s_, p_, d = kernel[axis], stride[axis], padding[axis], dilation[axis]
+            if transposed:
+                sources = [(y + p_ - m * d) // s_ for y in range(low, high + 1) for m in range(k)
+                           if (y + p_ - m * d) % s_ == 0]
+                low, high = min(sources), max(sources)
+            else:
+                low, high = low * s_ - p_, high * s_ - p_ + d * (k - 1)
+            if sizes is not None:
+                low, high = max(low, 0), min(high, sizes[position] - 1)
         bounds.append((low, high))
     (top, bottom), (left, right) = bounds
     return top, left, bottom, right

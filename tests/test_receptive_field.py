@@ -12,7 +12,7 @@ import minseg
 from minseg import nn
 from minseg.models import FCN32s, UNet, unet_valid_input_size, vgg16_features
 from minseg.receptive_field import (empirical_receptive_field, format_receptive_field, receptive_field,
-                                    receptive_field_box)
+                                    receptive_field_box, receptive_field_support)
 
 
 def positive(model, device, seed=0):
@@ -82,20 +82,30 @@ def test_max_pool_gives_its_gradient_to_one_winner(device):
     assert all(param.requires_grad and param.grad is None for param in model.parameters())
 
 
-def test_transposed_conv_rows_bound_the_field(device):
-    """After a transposed conv the field depends on the output pixel's phase: the row gives the largest one,
-    and every pixel's field lies inside its box."""
+def test_transposed_conv_rows_give_the_largest_field(device):
+    """After a transposed conv the field depends on the output pixel's phase: the row gives the largest one
+    (its centre is the phase average, so its box is approximate there)."""
     model = positive(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ConvTranspose2d(2, 2, 4, stride=2), nn.Conv2d(2, 1, 3)),
                      device)
     rows = receptive_field(model)
     assert [(row.rf[0], row.jump[0], row.start[0]) for row in rows] == [(3, 1, 1), (4, 0.5, 0.25), (5, 0.5, 0.75)]
-    heights = []
-    for index in [(i, 5) for i in range(4, 10)]:
-        top, left, bottom, right = empirical_receptive_field(model, (1, 12, 12), index).box
-        low_top, low_left, high_bottom, high_right = receptive_field_box(rows[-1], index, (12, 12))
-        assert low_top <= top and bottom <= high_bottom and low_left <= left and right <= high_right
-        heights.append(bottom - top + 1)
-    assert max(heights) == rows[-1].rf[0]
+    heights = [empirical_receptive_field(model, (1, 12, 12), (i, 5)).box for i in range(4, 10)]
+    assert max(bottom - top + 1 for top, _, bottom, _ in heights) == rows[-1].rf[0]
+
+
+@pytest.mark.parametrize("chain", ["k4s2", "k3s2", "fcn-like"])
+def test_support_is_exact_after_transposed_convs(chain, device):
+    """``receptive_field_support`` maps each output pixel back exactly, whatever its phase."""
+    layers = {"k4s2": [nn.Conv2d(1, 2, 3), nn.ConvTranspose2d(2, 2, 4, stride=2), nn.Conv2d(2, 1, 3)],
+              "k3s2": [nn.Conv2d(1, 2, 3, stride=2), nn.ConvTranspose2d(2, 1, 3, stride=2, padding=1)],
+              "fcn-like": [nn.Conv2d(1, 2, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(2, 2, 3, padding=1),
+                           nn.MaxPool2d(2), nn.ConvTranspose2d(2, 1, 8, stride=4, padding=2)]}[chain]
+    model = positive(nn.Sequential(*layers), device)
+    size = (16, 16)
+    out = model(minseg.zeros((1, 1) + size, device=device)).shape[-2:]
+    for index in [(i, j) for i in range(out[0]) for j in (1, out[1] // 2)]:
+        measured = empirical_receptive_field(model, (1,) + size, index).box
+        assert receptive_field_support(model, index, size) == measured, f"output pixel {index}"
 
 
 def test_unet_encoder(device):
