@@ -228,6 +228,11 @@ class Tensor:
         return int(self.item())
 
 
+def raw(value):
+    """The array behind a Tensor; anything else is returned unchanged."""
+    return value.data if isinstance(value, Tensor) else value
+
+
 def _accumulate_leaf(leaf: Tensor, grad) -> None:
     """``leaf.grad += grad`` (the first gradient is copied: it may alias another node's array)."""
     if grad.dtype != leaf.dtype:

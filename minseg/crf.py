@@ -41,16 +41,13 @@ import math
 
 import numpy as np
 
-from .autograd import Tensor
+from .autograd import raw
 from .backend import get_array_module
 
 METHODS = ("exact", "permutohedral")
 UNARY_CLIP = 1e-5
 EXACT_MAX_PIXELS = 20_000  # an N×N float64 kernel of this size takes 3.2 GB
 
-
-def _raw(array):
-    return array.data if isinstance(array, Tensor) else array
 
 
 def _sparse_module(xp):
@@ -292,7 +289,7 @@ def dense_crf(probabilities, image, iterations=5, gaussian_sxy=3.0, gaussian_com
     input) on its device; with ``return_trace=True``, ``(probabilities, trace)`` with the free energy F(Q)
     before the first and after every iteration (``iterations + 1`` floats).
     """
-    probabilities, image = _raw(probabilities), _raw(image)
+    probabilities, image = raw(probabilities), raw(image)
     xp = get_array_module(probabilities)
     if method not in METHODS:
         raise ValueError(f"dense_crf: method must be one of {METHODS}; got {method!r}")

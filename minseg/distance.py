@@ -28,12 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .autograd import Tensor
+from .autograd import raw
 from .backend import get_array_module
 
-
-def _raw(array):
-    return array.data if isinstance(array, Tensor) else array
 
 
 def _normalise_axes(axes, ndim: int) -> tuple:
@@ -115,7 +112,7 @@ def _lower_envelope(f, spacing: float):
 def squared_distance_to_zero(mask, sampling=None, axes=None):
     """Squared Euclidean distance of every element of ``mask`` to its nearest zero, +∞ in an image
     without any zero (the building block of ``distance_transform_edt``; see the module docstring)."""
-    mask = _raw(mask)
+    mask = raw(mask)
     xp = get_array_module(mask)
     if mask.ndim == 0:
         raise ValueError("distance transform: mask must have at least one axis; got a 0-d array")
@@ -138,7 +135,7 @@ def distance_transform_edt(mask, sampling=None, axes=None):
     the virtual zero at index (−1, 0, …, 0) of the transformed axes. ``axes`` (default: all) chooses
     the axes measured along; the remaining axes index separate images.
     """
-    mask = _raw(mask)
+    mask = raw(mask)
     xp = get_array_module(mask)
     squared = squared_distance_to_zero(mask, sampling, axes)
     axes = _normalise_axes(axes, mask.ndim)
@@ -167,7 +164,7 @@ def signed_distance_map(mask, sampling=None, axes=(-2, -1)):
     code would inherit SciPy's virtual zero there). ``axes`` are the image axes (default the last two);
     the others index images or one-hot channels, e.g. an (N, C, H, W) one-hot target.
     """
-    mask = _raw(mask)
+    mask = raw(mask)
     xp = get_array_module(mask)
     inside = mask != 0
     axes = _normalise_axes(axes, mask.ndim)
@@ -186,7 +183,7 @@ def nearest_instance_distances(instance_labels, count: int = 2, sampling=None, c
     This is d1 (nearest) and d2 (second nearest) of the U-Net weight map (§7.3.4). Instances are
     transformed together, as a batch of at most ``chunk_elements`` elements at a time.
     """
-    labels = _raw(instance_labels)
+    labels = raw(instance_labels)
     xp = get_array_module(labels)
     if labels.ndim < 2:
         raise ValueError(f"instance_labels must be (H, W) or (N, H, W); got shape {labels.shape}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Function, raw
 from ..backend import get_array_module
 from .elementwise import log_softmax
 from .shape import reshape
@@ -72,13 +72,10 @@ class NLLLoss(Function):
         return grad_input, None, None
 
 
-def _raw(value):
-    return value.data if isinstance(value, Tensor) else value
-
 
 def _validate(name, input, target, weight, ignore_index, reduction, label_smoothing):
     """Check the arguments as PyTorch does, with ValueErrors that say what is wrong; return raw target/weight."""
-    target, weight = _raw(target), _raw(weight)
+    target, weight = raw(target), raw(weight)
     if reduction not in _REDUCTIONS:
         raise ValueError(f"{name}: reduction must be one of {_REDUCTIONS}; got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:

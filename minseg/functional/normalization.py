@@ -8,7 +8,7 @@ and ``dropout2d`` random whole channels while training; both are the identity at
 
 from __future__ import annotations
 
-from ..autograd import Function, Tensor
+from ..autograd import Function, Tensor, raw
 from ..backend import device_of, get_array_module, to_device
 from ..random import get_rng
 from .elementwise import mul
@@ -59,13 +59,10 @@ class BatchNorm(Function):
         return grad_input, None, None, grad_weight, grad_bias
 
 
-def _raw(value):
-    return value.data if isinstance(value, Tensor) else value
-
 
 def _update_running(buffer, batch_statistic, momentum) -> None:
     """buffer ← (1 − momentum) · buffer + momentum · batch_statistic, in place (a module's buffer aliases it)."""
-    data = _raw(buffer)
+    data = raw(buffer)
     data *= 1 - momentum
     data += momentum * batch_statistic
 
@@ -117,7 +114,7 @@ def _dropout(input, p, mask_shape):
         return mul(input, 0.0)
     keep = get_rng().random(mask_shape) >= p
     mask = (keep * (1 / (1 - p))).astype(input.dtype)
-    return mul(input, Tensor(to_device(mask, device_of(_raw(input)))))
+    return mul(input, Tensor(to_device(mask, device_of(raw(input)))))
 
 
 def dropout(input, p: float = 0.5, training: bool = True):

@@ -16,17 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..autograd import Tensor
+from ..autograd import Tensor, raw
 from ..backend import get_array_module
 from ..nn import Module
 
 REDUCTIONS = ("mean", "sum", "none")
 MODES = ("multiclass", "binary")
 
-
-def raw(value):
-    """The array behind a Tensor (anything else unchanged)."""
-    return value.data if isinstance(value, Tensor) else value
 
 
 def check_options(name: str, reduction: str, mode: str = "multiclass") -> None:
