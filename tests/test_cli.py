@@ -26,7 +26,7 @@ def trained_run(tmp_path_factory):
 
 def test_demo_trains_evaluates_and_draws(tmp_path, capsys):
     """A shortened demo: the files a newcomer is promised, and a foreground IoU clearly above chance."""
-    assert run("demo", "--steps", 40, "--out", tmp_path / "demo", "--quiet") == 0
+    assert run("demo", "--steps", 20, "--out", tmp_path / "demo", "--quiet") == 0
     for name in ("config.json", "checkpoint.npz", "history.json", "curves.png", "metrics.json", "predictions.png"):
         assert (tmp_path / "demo" / name).exists(), name
     metrics = json.loads((tmp_path / "demo" / "metrics.json").read_text())
