@@ -278,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     sub = command("demo", "train a small U-Net on synthetic touching cells, evaluate it, draw predictions")
-    sub.add_argument("--steps", type=int, default=300, help="training steps (batches of 8 images, 96×96)")
+    sub.add_argument("--steps", type=int, default=200, help="training steps (batches of 8 images, 96×96)")
     sub.add_argument("--out", default=os.path.join("runs", "demo"), help="run folder (a new one if it is taken)")
     sub.add_argument("--seed", type=int, default=0)
     sub.set_defaults(run=demo)
