@@ -377,8 +377,9 @@ def check_same_device(op_name: str, named_inputs) -> None:
     placed = [
         (name, device_of(value.data if isinstance(value, Tensor) else value))
         for name, value in named_inputs
-        if isinstance(value, Tensor) or hasattr(value, "__array_interface__") or hasattr(value, "__cuda_array_interface__")
-    ]
+        if isinstance(value, Tensor) or (hasattr(value, "__array_interface__") and not isinstance(value, np.generic))
+        or hasattr(value, "__cuda_array_interface__")
+    ]  # a NumPy scalar (np.float64(2.0)) is a number, not a CPU array: it mixes with any device
     if len({device for _, device in placed}) > 1:
         where = ", ".join(f"{name} on {device}" for name, device in placed)
         raise ValueError(f"{op_name}: all tensors must be on one device; got {where}")

@@ -47,6 +47,7 @@ def tiling(request, monkeypatch):
     """Run a test with the default tile size and again with one output row per tile."""
     if request.param == "one-row-tiles":
         monkeypatch.setattr(conv_module, "TILE_BYTES", 1)
+        monkeypatch.setattr(conv_module, "GPU_TILE_BYTES", 1)
     return request.param
 
 
@@ -143,6 +144,7 @@ def test_tiling_gives_the_same_result(monkeypatch, rng, device):
     """With a tiny tile budget every tile is one output row of one image; results and gradients must not change."""
     x, w, b = rng.standard_normal((5, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
     monkeypatch.setattr(conv_module, "TILE_BYTES", 1)
+    monkeypatch.setattr(conv_module, "GPU_TILE_BYTES", 1)
     check_op(lambda x, w, b: F.conv2d(x, w, b, padding=1), lambda x, w, b: TF.conv2d(x, w, b, padding=1),
              x, w, b, device=device)
     check_op(lambda x, w: F.conv_transpose2d(x, w, stride=2), lambda x, w: TF.conv_transpose2d(x, w, stride=2),

