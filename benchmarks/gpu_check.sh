@@ -27,7 +27,11 @@ fi
 # the notebooks need nbmake, which a device image may lack: only tests/ runs here, with the ini's
 # "--nbmake" dropped; pytest-xdist, where installed, spreads the tests over 8 workers
 pytest_flags=(-q -p no:cacheprovider -o "addopts=-ra" --backend "$backend")
-python -c "import xdist" 2>/dev/null && [ "$backend" = cupy ] && pytest_flags+=(-n 8)
+if python -c "import xdist" 2>/dev/null && [ "$backend" = cupy ]; then
+    # 8 workers × 2 BLAS threads on the device's 16 cores: the CPU-only tests (the demo) need not crawl
+    pytest_flags+=(-n 8)
+    export OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 MKL_NUM_THREADS=2
+fi
 python -c "import pytest_timeout" 2>/dev/null && pytest_flags+=(--timeout 120)
 
 {
