@@ -36,3 +36,16 @@ def test_quick_twin_run_prints_the_table(script, dataset, headline, tmp_path):
     assert any(line.startswith(f"difference minseg - torch: {headline}") for line in lines)
     for name in ("history_minseg.json", "history_torch.json", "loss_curves.png"):
         assert (tmp_path / name).is_file()
+
+
+@pytest.mark.parametrize("script, expected", [("bench_conv.py", "ASPP 3x3 d12"), ("bench_models.py", "U-Net base"),
+                                              ("bench_crf.py", "minseg permutohedral"),
+                                              ("profile_step.py", "a step (mean of 1, synchronised)")])
+def test_quick_timing_benchmark_runs(script, expected):
+    """The timing scripts on tiny shapes (their numbers are meaningless here; gpu_check.sh runs them for real)."""
+    if script != "profile_step.py":
+        pytest.importorskip("torch")
+    command = [sys.executable, str(BENCHMARKS / script), "--quick", "--repeats", "1", "--threads", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert expected in result.stdout
