@@ -42,7 +42,7 @@ python -c "import pytest_timeout" 2>/dev/null && pytest_flags+=(--timeout 120)
 timeout 270 python -m pytest "${pytest_flags[@]}" $tests 2>&1 | tee "$out/pytest.log"
 tail -n 1 "$out/pytest.log" >> "$summary"
 
-for bench in bench_conv bench_models bench_crf; do
+for bench in bench_conv bench_models bench_crf profile_step; do
     [ -f "benchmarks/$bench.py" ] || continue
     echo >> "$summary"
     echo "## $bench --device $device" >> "$summary"
