@@ -186,6 +186,8 @@ def test_device_mix_error_names_arguments_and_devices(monkeypatch):
         F.add(a, b)
     with pytest.raises(ValueError, match=r"tensors\[1\] on cuda:0"):
         F.cat([a, b])
+    # a NumPy scalar is a number, not a CPU array: it mixes with a tensor on any device (found on a GPU)
+    assert F.div(b, np.float64(0.5)).tolist() == [2.0, 2.0]
 
 
 def test_device_mix_error_on_a_real_gpu(gpu):
