@@ -145,3 +145,36 @@ def test_where_rejects_non_bool_condition():
 def test_softmax_requires_valid_dim():
     with pytest.raises(ValueError, match="dim must be an int"):
         F.softmax(minseg.zeros(2, 3), 2)
+
+
+def _grid(rng, *shape):
+    """Values on a coarse grid, so inputs and bounds tie often (where the derivative needs a rule)."""
+    return rng.integers(-2, 3, shape).astype(np.float64)
+
+
+@pytest.mark.parametrize("bounds", ["both", "min", "max", "min_number", "max_number"])
+def test_clamp_with_tensor_bounds_matches_torch(bounds, rng, device):
+    """Tensor bounds get gradients too (also where min > max, where max wins), and broadcast against x."""
+    x, low, high = _grid(rng, 4, 6), _grid(rng, 1, 6), _grid(rng, 4, 1)
+    if bounds == "both":
+        check_op(lambda a, b, c: F.clamp(a, min=b, max=c), lambda a, b, c: torch.clamp(a, min=b, max=c),
+                 x, low, high, device=device)
+        assert (low[0][None] > high).any()  # the crossing bounds case was exercised
+    elif bounds in ("min", "max"):
+        check_op(lambda a, b: F.clamp(a, **{bounds: b}), lambda a, b: torch.clamp(a, **{bounds: b}),
+                 x, low, device=device)
+    elif bounds == "min_number":
+        check_op(lambda a, c: F.clamp(a, min=-0.5, max=c),  # torch wants both bounds tensors or both numbers
+                 lambda a, c: torch.clamp(a, min=torch.tensor(-0.5, dtype=torch.float64), max=c), x, high,
+                 device=device)
+    else:
+        check_op(lambda a, b: a.clamp(b, 1.0), lambda a, b: a.clamp(b, torch.tensor(1.0, dtype=torch.float64)),
+                 x, low, device=device)
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("shape,dim", [((0, 3), 1), ((3, 0), 1), ((2, 0, 4), 0), ((0,), 0)])
+def test_softmax_of_an_empty_tensor_is_empty(name, shape, dim, device):
+    x = np.zeros(shape)
+    outputs = check_op(lambda t: getattr(F, name)(t, dim), lambda t: getattr(torch, name)(t, dim), x, device=device)
+    assert outputs[0].shape == shape

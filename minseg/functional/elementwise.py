@@ -168,24 +168,33 @@ class Abs(Function):
 
 
 class Clamp(Function):
-    """y = min(max(x, lo), hi);  dy/dx = 1 where lo ≤ x ≤ hi (ends included, as PyTorch), else 0."""
+    """y = min(max(x, lo), hi);  dy/dx = 1 where lo ≤ x ≤ hi (ends included, as PyTorch), else 0.
+
+    Tensor bounds get the rest of the gradient, as in PyTorch: lo where x < lo < hi, hi where x > hi or
+    hi < lo (then hi wins everywhere).
+    """
 
     def forward(self, input, min=None, max=None):
         xp = get_array_module(input)
         inside = xp.ones(input.shape, dtype=bool)
         output = input
         if min is not None:
-            inside &= input >= min
+            inside = inside & (input >= min)
             output = xp.maximum(output, min)
         if max is not None:
-            inside &= input <= max
+            inside = inside & (input <= max)
             output = xp.minimum(output, max)
-        self.save_for_backward(inside)
-        return output.astype(input.dtype, copy=False)
+        self.save_for_backward(inside, input, min, max)
+        return output
 
     def backward(self, grad):
-        (inside,) = self.saved
-        return grad * inside
+        inside, input, min, max = self.saved
+        grads = [grad * inside, None, None]
+        if self.needs_input_grad[1]:
+            grads[1] = grad * ((input < min) & (min < max) if max is not None else input < min)
+        if self.needs_input_grad[2]:
+            grads[2] = grad * ((input > max) | (max < min) if min is not None else input > max)
+        return tuple(grads)
 
 
 class Extremum(Function):
@@ -234,10 +243,10 @@ def abs(input):
 
 
 def clamp(input, min=None, max=None):
-    """Clip values to ``[min, max]`` (either bound may be ``None``)."""
+    """Clip values to ``[min, max]``: either bound may be ``None``, a number or a tensor (broadcast)."""
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
-    return Clamp.apply(input, min=min, max=max)
+    return Clamp.apply(input, min, max)
 
 
 def maximum(input, other):
@@ -336,10 +345,13 @@ class Softmax(Function):
 
     def forward(self, input, dim=-1):
         xp = get_array_module(input)
+        self.dim = dim
+        if input.size == 0:  # an empty input has an empty softmax (and no max to shift by)
+            self.save_for_backward(input)
+            return input.copy()
         shifted = input - input.max(axis=dim, keepdims=True)
         exps = xp.exp(shifted)
         output = exps / exps.sum(axis=dim, keepdims=True)
-        self.dim = dim
         self.save_for_backward(output)
         return output
 
@@ -353,9 +365,12 @@ class LogSoftmax(Function):
 
     def forward(self, input, dim=-1):
         xp = get_array_module(input)
+        self.dim = dim
+        if input.size == 0:
+            self.save_for_backward(input)
+            return input.copy()
         shifted = input - input.max(axis=dim, keepdims=True)
         output = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
-        self.dim = dim
         self.save_for_backward(output)
         return output
 
