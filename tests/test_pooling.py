@@ -145,3 +145,13 @@ def test_pooling_keeps_float32(op, rng):
 def test_bad_arguments_are_named(call, message):
     with pytest.raises(ValueError, match=message):
         call(minseg.zeros(1, 2, 6, 6))
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.int16])
+def test_integer_max_pool2d_with_padding_matches_torch(dtype, rng, device):
+    """Padding is the dtype's smallest value, not −∞ (which no integer can hold), so negatives still win."""
+    low = 0 if dtype == np.uint8 else -100
+    x = rng.integers(low, low + 50, size=(2, 3, 6, 5)).astype(dtype)
+    outputs = check_op(lambda t: F.max_pool2d(t, 3, 2, 1, return_indices=True),
+                       lambda t: TF.max_pool2d(t, 3, 2, 1, return_indices=True), x, device=device, grad=False)
+    assert outputs[0].dtype == dtype

@@ -91,3 +91,23 @@ def test_reshape_and_crop_errors_name_the_sizes():
         F.center_crop(minseg.zeros(1, 4, 4), (5, 2))
     with pytest.raises(ValueError, match="not a permutation"):
         F.permute(minseg.zeros(2, 3), 0, 0)
+
+
+def test_accepts_unbatched_adds_and_removes_the_batch_axis():
+    from minseg.functional.shape import accepts_unbatched
+
+    seen = []
+
+    @accepts_unbatched("double")
+    def double(x, factor=2):
+        """Doc kept."""
+        seen.append(tuple(x.shape))
+        return x * factor, x.sum()
+
+    image = minseg.ones(3, 4, 5)
+    doubled, total = double(image, factor=3)
+    assert seen == [(1, 3, 4, 5)] and doubled.shape == (3, 4, 5) and total.shape == ()
+    assert double.__doc__ == "Doc kept." and double(minseg.ones(2, 3, 4, 5))[0].shape == (2, 3, 4, 5)
+    with pytest.raises(ValueError, match=r"double: input must be 3-D \(C, H, W\) or 4-D \(N, C, H, W\); got 2-D "
+                                         r"with shape \(4, 5\)"):
+        double(minseg.ones(4, 5))

@@ -24,11 +24,13 @@ from __future__ import annotations
 
 from numbers import Integral
 
+import numpy as np
+
 from ..autograd import Function
 from ..backend import get_array_module
 from .conv import col2im, conv_output_size, im2col
 from .resize import resample
-from .shape import squeeze, unsqueeze
+from .shape import accepts_unbatched
 
 
 def _pair(op, name, value):
@@ -38,16 +40,6 @@ def _pair(op, name, value):
     if len(pair) != 2 or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in pair):
         raise ValueError(f"{op}: {name} must be an int or a pair of ints (H, W); got {name}={value!r}")
     return tuple(int(v) for v in pair)
-
-
-def _batched(op, input):
-    """A 4-D view of a (C, H, W) or (N, C, H, W) input, and whether a batch axis was added."""
-    if input.ndim == 4:
-        return input, False
-    if input.ndim == 3:
-        return unsqueeze(input, 0), True
-    raise ValueError(f"{op}: input must be 3-D (C, H, W) or 4-D (N, C, H, W); got {input.ndim}-D with shape "
-                     f"{tuple(input.shape)}")
 
 
 def _window_geometry(op, input_shape, kernel_size, stride, padding, dilation, ceil_mode):
@@ -74,6 +66,13 @@ def _window_geometry(op, input_shape, kernel_size, stride, padding, dilation, ce
 
 
 # --------------------------------------------------------------------------------- max pooling
+def _lowest(dtype):
+    """The padding that never wins a max: −∞ for floats, the smallest integer for integer dtypes."""
+    if np.issubdtype(dtype, np.floating):
+        return -np.inf
+    return False if dtype == bool else np.iinfo(dtype).min
+
+
 class MaxPool2d(Function):
     """y = max of each window. The gradient goes to the window's first maximum (PyTorch's choice on ties).
 
@@ -86,7 +85,7 @@ class MaxPool2d(Function):
         xp = get_array_module(input)
         n, c = input.shape[:2]
         (kh, kw), (oh, ow) = kernel_size, out_size
-        cols = im2col(input, kernel_size, stride, padding, dilation, out_size, pad_value=-xp.inf)
+        cols = im2col(input, kernel_size, stride, padding, dilation, out_size, pad_value=_lowest(input.dtype))
         cols = cols.reshape(n, c, kh * kw, oh, ow)                  # (N, C, KH·KW, OH, OW)
         winner = cols.argmax(axis=2)                                # (N, C, OH, OW)
         output = xp.take_along_axis(cols, winner[:, :, None], axis=2)[:, :, 0]
@@ -114,20 +113,18 @@ class MaxPool2d(Function):
         return col2im(routed.reshape(n, c, kh, kw, oh, ow), input_shape, stride, padding, dilation)
 
 
+@accepts_unbatched("max_pool2d")
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """y = max over each KH×KW window, as ``torch.nn.functional.max_pool2d`` (U-Net's 2×2 downsampling, §7.3.3).
 
-    ``stride`` defaults to ``kernel_size``; padding counts as −∞. With ``return_indices=True`` also returns
-    the flat index (row·W + column) of each maximum within its input plane, as PyTorch does.
+    ``stride`` defaults to ``kernel_size``; padding counts as −∞ (the smallest integer for integer inputs).
+    With ``return_indices=True`` also returns the flat index (row·W + column) of each maximum within its
+    input plane, as PyTorch does.
     """
-    batched, added_batch = _batched("max_pool2d", input)
     kernel, stride, padding, dilation, out_size = _window_geometry(
-        "max_pool2d", batched.shape, kernel_size, stride, padding, dilation, ceil_mode)
-    result = MaxPool2d.apply(batched, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
-                             out_size=out_size, return_indices=return_indices)
-    if not added_batch:
-        return result
-    return tuple(squeeze(r, 0) for r in result) if return_indices else squeeze(result, 0)
+        "max_pool2d", input.shape, kernel_size, stride, padding, dilation, ceil_mode)
+    return MaxPool2d.apply(input, kernel_size=kernel, stride=stride, padding=padding, dilation=dilation,
+                           out_size=out_size, return_indices=return_indices)
 
 
 # ----------------------------------------------------------------------------- average pooling
@@ -167,6 +164,7 @@ class AvgPool2d(Function):
         return col2im(share, input_shape, stride, padding, dilation)
 
 
+@accepts_unbatched("avg_pool2d")
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     """y = Σ window / divisor over each KH×KW window, as ``torch.nn.functional.avg_pool2d`` (§7.3.3).
@@ -177,12 +175,10 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     """
     if divisor_override is not None and divisor_override == 0:
         raise ValueError(f"avg_pool2d: divisor_override must be a non-zero number; got {divisor_override!r}")
-    batched, added_batch = _batched("avg_pool2d", input)
     kernel, stride, padding, _, out_size = _window_geometry(
-        "avg_pool2d", batched.shape, kernel_size, stride, padding, 1, ceil_mode)
-    output = AvgPool2d.apply(batched, kernel_size=kernel, stride=stride, padding=padding, out_size=out_size,
-                             count_include_pad=count_include_pad, divisor_override=divisor_override)
-    return squeeze(output, 0) if added_batch else output
+        "avg_pool2d", input.shape, kernel_size, stride, padding, 1, ceil_mode)
+    return AvgPool2d.apply(input, kernel_size=kernel, stride=stride, padding=padding, out_size=out_size,
+                           count_include_pad=count_include_pad, divisor_override=divisor_override)
 
 
 # -------------------------------------------------------------------- adaptive average pooling
@@ -196,20 +192,19 @@ def adaptive_bins(size, out, xp, dtype):
     return (inside / (end - start)).astype(dtype)
 
 
+@accepts_unbatched("adaptive_avg_pool2d")
 def adaptive_avg_pool2d(input, output_size):
     """Average into a fixed (OH, OW) grid of bins, as ``torch.nn.functional.adaptive_avg_pool2d``.
 
     ``output_size`` is an int or a pair; ``None`` keeps that axis. Computed as P_h · x · P_wᵀ with the
     bin-averaging matrices of ``adaptive_bins``; ``output_size=1`` is ASPP's image pooling (§7.4.3).
     """
-    batched, added_batch = _batched("adaptive_avg_pool2d", input)
-    size = tuple(batched.shape[-2:])
+    size = tuple(input.shape[-2:])
     requested = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
     if len(requested) != 2 or not all(o is None or (isinstance(o, Integral) and o >= 0) for o in requested):
         raise ValueError("adaptive_avg_pool2d: output_size must be a non-negative int or a pair of them (None keeps "
                          f"that axis); got output_size={output_size!r}")
     out = tuple(s if o is None else int(o) for s, o in zip(size, requested))
-    xp = get_array_module(batched)
-    rows, columns = (adaptive_bins(s, o, xp, batched.dtype) for s, o in zip(size, out))
-    output = resample(batched, rows, columns)
-    return squeeze(output, 0) if added_batch else output
+    xp = get_array_module(input)
+    rows, columns = (adaptive_bins(s, o, xp, input.dtype) for s, o in zip(size, out))
+    return resample(input, rows, columns)

@@ -1,4 +1,4 @@
-"""Shape ops: reshape/view, flatten, (un)squeeze, transpose, permute, cat, stack, indexing, flip, center_crop, pad.
+"""Shape ops: reshape/view, flatten, (un)squeeze (and ``accepts_unbatched``), transpose, permute, cat, stack, indexing, flip, center_crop, pad.
 
 None of these change values, so each backward only undoes the rearrangement: reshape back, permute
 back, split the gradient of a concatenation, scatter the gradient of an indexing.
@@ -6,6 +6,7 @@ back, split the gradient of a concatenation, scatter the gradient of an indexing
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -69,6 +70,24 @@ def squeeze(input, dim=None):
     """Drop size-1 axes (all of them, or those in ``dim`` that have size 1)."""
     axes = normalize_dims(dim, input.ndim, "squeeze")
     return reshape(input, tuple(s for a, s in enumerate(input.shape) if not (a in axes and s == 1)))
+
+
+def accepts_unbatched(op: str):
+    """Decorator: let a 2-D op written for (N, C, H, W) batches also take one (C, H, W) image, as PyTorch's
+    conv, pooling and padding ops do. The image gets a batch axis of 1 for the call, and every tensor the op
+    returns loses it again; any other rank is a ValueError naming ``op`` and the shape."""
+    def decorate(function):
+        @functools.wraps(function)
+        def wrapper(input, *args, **kwargs):
+            if input.ndim == 4:
+                return function(input, *args, **kwargs)
+            if input.ndim != 3:
+                raise ValueError(f"{op}: input must be 3-D (C, H, W) or 4-D (N, C, H, W); got {input.ndim}-D "
+                                 f"with shape {tuple(input.shape)}")
+            result = function(unsqueeze(input, 0), *args, **kwargs)
+            return tuple(squeeze(r, 0) for r in result) if isinstance(result, tuple) else squeeze(result, 0)
+        return wrapper
+    return decorate
 
 
 class Permute(Function):
