@@ -10,6 +10,7 @@ import torch.nn.functional as TF
 import minseg
 import minseg.functional as F
 from minseg.functional import conv as conv_module
+from minseg.functional import im2col as teaching
 from minseg.functional.conv import col2im, conv_output_size, conv_transpose_output_size, im2col
 from helpers import check_op
 
@@ -171,7 +172,8 @@ def test_float32_stays_float32():
 
 
 ERRORS = [
-    (lambda: F.conv2d(minseg.zeros(3, 5, 5), minseg.zeros(2, 3, 3, 3)), r"input must be 4-D \(N, C, H, W\); got shape \(3, 5, 5\)"),
+    (lambda: F.conv2d(minseg.zeros(5, 5), minseg.zeros(2, 3, 3, 3)), r"input must be 3-D \(C, H, W\) or 4-D \(N, C, H, W\); got 2-D"),
+    (lambda: F.conv_transpose2d(minseg.zeros(1, 1, 1, 5, 5), minseg.zeros(1, 2, 3, 3)), r"input must be 3-D \(C, H, W\) or 4-D"),
     (lambda: F.conv2d(minseg.zeros(1, 3, 5, 5), minseg.zeros(2, 4, 3, 3)), r"input has 3 channels but weight \(2, 4, 3, 3\) expects 4"),
     (lambda: F.conv2d(minseg.zeros(1, 3, 5, 5), minseg.zeros(2, 1, 3, 3), groups=2), "groups=2 must divide the input channels"),
     (lambda: F.conv2d(minseg.zeros(1, 2, 5, 5), minseg.zeros(2, 2, 3, 3), minseg.zeros(3)), r"bias must have shape \(2,\)"),
@@ -200,4 +202,95 @@ def test_pointwise_convs_skip_im2col_and_match_torch(groups, rng, device):
     wt = rng.standard_normal((4, 6 // groups, 1, 1))
     check_op(lambda x, w: F.conv_transpose2d(x, w, groups=groups), lambda x, w: TF.conv_transpose2d(x, w, groups=groups),
              x, wt, device=device)
-    assert np.shares_memory(im2col(x, (1, 1)), x)  # a view of x, not a copy
+    windows = conv_module.Windows(x.shape[2:], (1, 1), (1, 1), (1, 1), (0, 0), x.shape[2:])
+    (_, _, _, cols), = windows.column_tiles(x)
+    assert np.shares_memory(cols, x)  # the fast path multiplies x itself, no copy
+
+
+# ------------------------------------------------------------------ the fast path equals the teaching path
+def _geometry(case):
+    return case["stride"], case["padding"], case["dilation"], case["groups"]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=_case_id)
+def test_fast_conv_equals_the_teaching_path(case, tiling, rng):
+    """conv.py's folded padding, tiles and phase-wise input gradient give im2col.py's numbers (float64, 1e-12)."""
+    x = rng.standard_normal((case["n"], case["c_in"]) + case["size"])
+    w = rng.standard_normal((case["c_out"], case["c_in"] // case["groups"]) + case["kernel"])
+    stride, padding, dilation, groups = _geometry(case)
+    y = minseg.Tensor(x, requires_grad=True), minseg.Tensor(w, requires_grad=True)
+    out = F.conv2d(*y, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    g = rng.standard_normal(out.shape)
+    out.backward(g)
+    np.testing.assert_allclose(out.numpy(), teaching.conv_reference(x, w, *_geometry(case)), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y[0].grad.numpy(), teaching.conv_transpose_reference(g, w, x.shape[2:], *_geometry(case)),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y[1].grad.numpy(),
+                               teaching.conv_weight_grad_reference(x, g, case["kernel"], *_geometry(case)),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", TRANSPOSE_CASES, ids=lambda c: _case_id(c) + f"-op{c['output_padding']}")
+def test_fast_transposed_conv_equals_the_teaching_path(case, tiling, rng):
+    """Phase by phase (no scatter) equals col2im(Wᵀ x); its backward's shared columns equal the plain conv."""
+    x = rng.standard_normal((case["n"], case["c_in"]) + case["size"])
+    w = rng.standard_normal((case["c_in"], case["c_out"] // case["groups"]) + case["kernel"])
+    stride, padding, dilation, groups = _geometry(case)
+    y = minseg.Tensor(x, requires_grad=True), minseg.Tensor(w, requires_grad=True)
+    out = F.conv_transpose2d(*y, stride=stride, padding=padding, output_padding=case["output_padding"],
+                             groups=groups, dilation=dilation)
+    g = rng.standard_normal(out.shape)
+    out.backward(g)
+    expected = teaching.conv_transpose_reference(x, w, out.shape[2:], *_geometry(case))
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
+    # the conv g → x: its output is x's size, read from the windows that land inside g
+    grad_x = teaching.conv_reference(g, w, *_geometry(case))[:, :, :x.shape[2], :x.shape[3]]
+    np.testing.assert_allclose(y[0].grad.numpy(), grad_x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y[1].grad.numpy(),
+                               teaching.conv_weight_grad_reference(g, x, case["kernel"], *_geometry(case)),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_kernel_equal_to_stride_is_one_product(monkeypatch, rng):
+    """U-Net's 2×2/2 up-convolution: its four phases share one geometry, so one GEMM serves them all."""
+    calls = []
+    real = conv_module.conv_forward
+    monkeypatch.setattr(conv_module, "conv_forward", lambda *args: calls.append(args[1].shape) or real(*args))
+    x, w = rng.standard_normal((2, 6, 5, 7)), rng.standard_normal((6, 4, 2, 2))
+    out = F.conv_transpose2d(minseg.Tensor(x), minseg.Tensor(w), stride=2)
+    assert calls == [(16, 6, 1, 1)]                       # 4 phases × 4 output channels, 1×1 kernels
+    np.testing.assert_allclose(out.numpy(), TF.conv_transpose2d(torch.tensor(x), torch.tensor(w), stride=2).numpy(),
+                               rtol=1e-12)
+
+
+def test_transposed_phases_split_the_taps():
+    """Every kernel tap lands on exactly one phase, and taps step by d/gcd(s, d) inside a phase."""
+    for kernel, stride, padding, dilation in itertools.product((1, 2, 3, 4, 7), (1, 2, 3), (0, 1, 3), (1, 2, 3)):
+        phases = conv_module.transposed_phases(40, kernel, stride, padding, dilation)
+        taps = sorted(i for phase in phases for i in phase.taps)
+        assert taps == list(range(kernel)), (kernel, stride, padding, dilation)
+        assert sum(phase.count for phase in phases) == 40
+
+
+def test_unbatched_inputs_match_torch(rng, device):
+    """(C, H, W) without a batch axis, as PyTorch accepts."""
+    x, w, wt = rng.standard_normal((3, 9, 8)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((3, 2, 3, 3))
+    check_op(lambda x, w: F.conv2d(x, w, padding=1, stride=2), lambda x, w: TF.conv2d(x, w, padding=1, stride=2),
+             x, w, device=device)
+    check_op(lambda x, w: F.conv_transpose2d(x, w, stride=2), lambda x, w: TF.conv_transpose2d(x, w, stride=2),
+             x, wt, device=device)
+
+
+def test_zero_input_channels_give_the_bias(rng):
+    """An empty sum is zero: a conv over 0 input channels returns the bias everywhere, with empty gradients
+    (PyTorch returns a (N, 0, H, W) tensor here instead, which we do not copy)."""
+    x = minseg.Tensor(np.zeros((2, 0, 5, 5)), requires_grad=True)
+    w = minseg.Tensor(np.zeros((3, 0, 3, 3)), requires_grad=True)
+    b = minseg.Tensor(rng.standard_normal(3), requires_grad=True)
+    out = F.conv2d(x, w, b, padding=1)
+    np.testing.assert_array_equal(out.numpy(), np.broadcast_to(b.numpy()[:, None, None], (2, 3, 5, 5)))
+    out.sum().backward()
+    assert x.grad.shape == (2, 0, 5, 5) and w.grad.shape == (3, 0, 3, 3)
+    np.testing.assert_array_equal(b.grad.numpy(), [50.0, 50.0, 50.0])
+    empty = F.conv_transpose2d(minseg.zeros(0, 3, 4, 4), minseg.zeros(3, 2, 3, 3), stride=2)
+    assert empty.shape == (0, 2, 9, 9)
