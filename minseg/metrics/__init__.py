@@ -1,14 +1,17 @@
 """Segmentation metrics: a streaming confusion matrix (IoU, mIoU, Dice, accuracies; §7.5.2 and §7.3.5), the
-boundary scores of §7.3.5 (boundary F1 after Csurka et al. 2013, Boundary IoU after Cheng et al. 2021).
+boundary scores of §7.3.5 (boundary F1 after Csurka et al. 2013, Boundary IoU after Cheng et al. 2021), and the
+ISBI 2012 challenge's region scores V_rand and V_info (Arganda-Carreras et al. 2015).
 
 Modules: ``confusion`` (``ConfusionMatrix``, ``iou``, ``dice_score``, ``pixel_accuracy``), ``boundary``
-(``boundary_f1``, ``boundary_iou``); everything is importable from ``minseg.metrics``.
+(``boundary_f1``, ``boundary_iou``) and ``challenge`` (``rand_scores``, ``info_scores``, ``challenge_scores``,
+``regions_from_membranes``); everything is importable from ``minseg.metrics``.
 
 For the class scores, pixels are counted where the predictions live (NumPy or CuPy, one code path, one
 ``bincount`` per batch); the per-class arithmetic that turns the small count tables into scores runs on the
 host and returns NumPy.
 
-Conventions shared by these scores:
+Conventions of the confusion-matrix and boundary scores (the challenge scores compare region label maps
+instead; see :mod:`minseg.metrics.challenge`):
 
 * ``prediction`` is a label map of integers with the target's shape, or scores (logits or probabilities)
   with one extra class axis right after the batch axis, turned into labels by argmax. ``target`` is
@@ -29,6 +32,8 @@ Conventions shared by these scores:
 """
 
 from .boundary import boundary_f1, boundary_iou
+from .challenge import SplitMergeScore, challenge_scores, info_scores, rand_scores, regions_from_membranes
 from .confusion import ConfusionMatrix, dice_score, iou, pixel_accuracy
 
-__all__ = ["ConfusionMatrix", "iou", "dice_score", "pixel_accuracy", "boundary_f1", "boundary_iou"]
+__all__ = ["ConfusionMatrix", "iou", "dice_score", "pixel_accuracy", "boundary_f1", "boundary_iou",
+           "SplitMergeScore", "rand_scores", "info_scores", "challenge_scores", "regions_from_membranes"]
