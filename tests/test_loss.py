@@ -116,7 +116,12 @@ def _call(name="cross_entropy", shape=(2, 4, 3, 3), target=None, **kwargs):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"target": np.zeros((2, 3, 3))}, "target must hold integer class indices; got dtype float64"),
+    ({"target": np.zeros((2, 3, 3))},
+     r"target must hold integer class indices \(or class probabilities of the input's shape \(2, 4, 3, 3\)\); "
+     "got dtype float64"),
+    ({"target": np.zeros((2, 4, 3, 3), dtype=np.int64)}, r"holds class probabilities and must be floating point"),
+    ({"target": np.zeros((2, 4, 3, 3)), "ignore_index": 0}, r"ignore_index=0 needs class-index targets"),
+    ({"target": np.zeros((2, 4, 3, 3)), "weight": np.ones(3)}, r"weight must have one entry per class"),
     ({"target": np.zeros((2, 3, 4), dtype=np.int64)},
      r"target shape .* \(2, 3, 3\) for input \(2, 4, 3, 3\); got \(2, 3, 4\)"),
     ({"target": np.full((2, 3, 3), 4)}, r"target value 4 is not a class index in \[0, 4\) for C = 4"),
@@ -130,6 +135,23 @@ def _call(name="cross_entropy", shape=(2, 4, 3, 3), target=None, **kwargs):
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         _call(**kwargs)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
+def test_class_probability_targets_match_torch(shape, weighted, reduction, label_smoothing, rng, device):
+    """A float target of the input's shape is a distribution over classes (soft labels); the loss is
+    differentiable in the target as well, and "mean" divides by the pixel count, as in torch."""
+    classes = _classes(shape)
+    logits = rng.standard_normal(shape) * 2
+    axis = 0 if len(shape) == 1 else 1
+    probabilities = rng.dirichlet(np.ones(classes), size=int(np.prod(shape)) // classes)
+    target = np.moveaxis(probabilities.reshape((shape[0],) + shape[2:] + (classes,) if axis else (classes,)), -1, axis)
+    ours, theirs = _losses(F.cross_entropy, TF.cross_entropy, rng.uniform(0.2, 3.0, classes) if weighted else None,
+                           device, reduction=reduction, label_smoothing=label_smoothing)
+    check_op(ours, theirs, logits, np.ascontiguousarray(target), device=device)
 
 
 def test_nll_loss_checks_too():

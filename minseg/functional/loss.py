@@ -13,6 +13,7 @@ import numpy as np
 from ..autograd import Function, raw
 from ..backend import get_array_module
 from .elementwise import log_softmax
+from .reduction import sum as sum_
 from .shape import reshape
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -82,7 +83,8 @@ def _validate(name, input, target, weight, ignore_index, reduction, label_smooth
         raise ValueError(f"{name}: label_smoothing must be in [0, 1]; got {label_smoothing!r}")
     target_dtype = getattr(target, "dtype", None)
     if target_dtype is None or not np.issubdtype(target_dtype, np.integer):
-        raise ValueError(f"{name}: target must hold integer class indices; got "
+        soft = f" (or class probabilities of the input's shape {tuple(input.shape)})" if name == "cross_entropy" else ""
+        raise ValueError(f"{name}: target must hold integer class indices{soft}; got "
                          f"{'dtype ' + str(target_dtype) if target_dtype is not None else type(target).__name__}")
     if input.ndim == 0:
         raise ValueError(f"{name}: input must have a class axis, (C,) or (N, C, …); got a 0-d tensor")
@@ -121,6 +123,36 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
     return _nll(input, target, weight, ignore_index, reduction, 0.0)
 
 
+def _probability_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing):
+    """Cross-entropy against class probabilities q of the input's shape, as PyTorch: with q' = (1 − ε) q + ε/C,
+    pixel n costs −Σ_c w_c q'_{n,c} log p_{n,c}; "mean" divides by the number of pixels (not by weights).
+    Built from differentiable ops, so a target that requires grad gets its gradient too."""
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"cross_entropy: reduction must be one of {_REDUCTIONS}; got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1]; got {label_smoothing!r}")
+    if not np.issubdtype(target.dtype, np.floating):
+        raise ValueError(f"cross_entropy: a target of the input's shape {tuple(input.shape)} holds class "
+                         f"probabilities and must be floating point; got dtype {target.dtype}")
+    if ignore_index >= 0:
+        raise ValueError(f"cross_entropy: ignore_index={ignore_index} needs class-index targets; a target of "
+                         "class probabilities has no label to ignore")
+    axis = 0 if input.ndim == 1 else 1
+    classes = input.shape[axis]
+    if weight is not None and tuple(weight.shape) != (classes,):
+        raise ValueError(f"cross_entropy: weight must have one entry per class, shape ({classes},); got "
+                         f"{tuple(weight.shape)}")
+    mixed = target * (1 - label_smoothing) + label_smoothing / classes if label_smoothing else target
+    terms = log_softmax(input, axis) * mixed
+    if weight is not None:
+        terms = terms * reshape(weight, (-1,) + (1,) * (input.ndim - axis - 1))
+    losses = -sum_(terms, axis)
+    if reduction == "none":
+        return losses
+    pixels = int(np.prod(losses.shape))
+    return sum_(losses) if reduction == "sum" else sum_(losses) / (pixels or np.nan)  # no pixels: nan, as torch
+
+
 def cross_entropy(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0):
     """Softmax cross-entropy of logits ``input`` (N, C, …) against integer ``target`` (N, …): the per-pixel
@@ -129,8 +161,11 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     With p = softmax over the classes, pixel n costs −w_t log p_{n,t}; ``weight`` (§7.3.5),
     ``ignore_index`` (255 for void pixels, §7.5.1) and ``reduction`` behave as in ``nll_loss``.
     ``label_smoothing`` ε mixes the one-hot target with the uniform distribution: the target class gets
-    weight 1 − ε + ε/C and every other class ε/C.
+    weight 1 − ε + ε/C and every other class ε/C. A float ``target`` of the input's own shape holds class
+    probabilities instead (soft labels, as in PyTorch; see ``_probability_cross_entropy``).
     """
+    if tuple(getattr(target, "shape", ())) == tuple(input.shape) and input.ndim > 0:
+        return _probability_cross_entropy(input, target, weight, ignore_index, reduction, label_smoothing)
     target, weight = _validate("cross_entropy", input, target, weight, ignore_index, reduction, label_smoothing)
     log_probs = log_softmax(input, 0 if input.ndim == 1 else 1)
     return _nll(log_probs, target, weight, ignore_index, reduction, label_smoothing)
