@@ -318,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             sub.add_argument("images", nargs="+", metavar="IMAGE")
         sub.set_defaults(run=function)
+    from .data.fetch import add_subcommand  # minseg data fetch NAME | minseg data list
+    add_subcommand(commands)
     return parser
 
 
