@@ -42,11 +42,13 @@ class WithWeightMaps:
     """Adds U-Net's per-pixel weight map (§7.3.4) to each sample of a dataset: (image, mask, weights).
 
     With instance labels (synthetic cells) it is ``unet_weight_map``; otherwise ``boundary_weight_map`` of
-    the semantic mask. Maps are computed once per sample and cached; flips move them with the sample.
+    the semantic mask. Maps are computed once per clean sample and cached; ``sample`` then passes image,
+    mask and map through ``transform`` together (``transform(image, mask, rng, weights)``), so an elastic
+    deformation or a crop moves the weights with the pixels they belong to.
     """
 
-    def __init__(self, dataset, flips: bool = False):
-        self.dataset, self.flips, self._cache = dataset, flips, {}
+    def __init__(self, dataset, transform=None):
+        self.dataset, self.transform, self._cache = dataset, transform, {}
         for attribute in ("num_classes", "class_names", "palette", "ignore_index"):
             setattr(self, attribute, getattr(dataset, attribute))
 
@@ -66,10 +68,8 @@ class WithWeightMaps:
 
     def sample(self, index, rng):
         image, mask, weights = self[index]
-        if self.flips and rng.random() < 0.5:
-            image, mask, weights = image[..., ::-1], mask[..., ::-1], weights[..., ::-1]
-        if self.flips and rng.random() < 0.5:
-            image, mask, weights = image[..., ::-1, :], mask[..., ::-1, :], weights[..., ::-1, :]
+        if self.transform is not None:
+            image, mask, weights = self.transform(image, mask, rng, weights)
         return image.copy(), mask.copy(), weights.copy()
 
 
@@ -78,7 +78,7 @@ def build_dataset(name: str, split: str, data_dir=None, size: int = 128, length:
     """Dataset ``name`` for ``split`` ("train" or "val"). Synthetic sets are generated (train and val from
     different seeds); real ones are read from ``data_dir`` / ``$MINSEG_DATA`` / ``../shared/data``.
     Real training images are randomly cropped to ``size``; ``augment`` adds flips (and elastic deformation
-    for cells and ISBI, as in the U-Net paper)."""
+    for cells and ISBI, as in the U-Net paper). With ``weight_maps`` the same transforms move the weights too."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if weight_maps and name not in ("cells", "shapes", "isbi2012"):
@@ -91,21 +91,22 @@ def build_dataset(name: str, split: str, data_dir=None, size: int = 128, length:
         transforms += [RandomFlip("horizontal"), RandomFlip("vertical")]
     if name not in SYNTHETIC and training:
         transforms.append(RandomCrop(size))
-    transform = Compose(transforms) if transforms and not weight_maps else None
+    transform = Compose(transforms) if transforms else None
+    own = None if weight_maps else transform  # with weight maps WithWeightMaps applies it, to the maps too
     split_seed = seed if training else seed + 10_000
     if name == "cells":
-        dataset = TouchingCells(length or (96 if training else 16), size, seed=split_seed, transform=transform,
+        dataset = TouchingCells(length or (96 if training else 16), size, seed=split_seed, transform=own,
                                 return_instances=weight_maps)
     elif name == "shapes":
-        dataset = MultiClassShapes(length or (96 if training else 16), size, seed=split_seed, transform=transform)
+        dataset = MultiClassShapes(length or (96 if training else 16), size, seed=split_seed, transform=own)
     elif name == "isbi2012":  # 30 labelled slices: the first 25 train, the last 5 validate
-        dataset = _Subset(ISBI2012(data_root(name, data_dir), "train", transform=transform),
+        dataset = _Subset(ISBI2012(data_root(name, data_dir), "train", transform=own),
                           range(25) if training else range(25, 30))
     else:
         reader = {"camvid": CamVid, "voc": VOCSegmentation, "cityscapes": Cityscapes, "ade20k": ADE20K}[name]
         split_name = {"ade20k": {"train": "training", "val": "validation"}}.get(name, {}).get(split, split)
-        dataset = reader(data_root(name, data_dir), split_name, transform=transform)
-    return WithWeightMaps(dataset, flips=augment and training) if weight_maps else dataset
+        dataset = reader(data_root(name, data_dir), split_name, transform=own)
+    return WithWeightMaps(dataset, transform) if weight_maps else dataset
 
 
 class _Subset:

@@ -228,3 +228,25 @@ def test_bad_arguments():
         RandomFlip("diagonal")
     with pytest.raises(ValueError, match="size"):
         RandomCrop((0, 4))
+
+
+@pytest.mark.parametrize("name", TRANSFORMS)
+def test_per_pixel_maps_move_like_the_image(name):
+    """Extra float maps (U-Net's weights) get the image's geometry — the same draws, interpolation and
+    0 fill — and are left alone by photometric changes; the image and mask are as without maps."""
+    image, mask = _pair()
+    weights = np.random.default_rng(5).uniform(1, 10, size=(H, W)).astype(np.float32)
+    stack = np.stack([weights, weights * 2])
+    for seed in range(3):
+        out_image, out_mask, out_weights, out_stack = TRANSFORMS[name]()(image, mask, np.random.default_rng(seed),
+                                                                         weights, stack)
+        plain_image, plain_mask = TRANSFORMS[name]()(image, mask, np.random.default_rng(seed))
+        np.testing.assert_array_equal(out_image, plain_image)
+        np.testing.assert_array_equal(out_mask, plain_mask)
+        assert out_weights.shape == out_mask.shape and out_weights.dtype == np.float32
+        np.testing.assert_allclose(out_stack, np.stack([out_weights, out_weights * 2]), rtol=1e-6)
+        if name in GEOMETRIC:
+            moved = TRANSFORMS[name]()(np.stack([weights] * 3), None, np.random.default_rng(seed))[0][0]
+            np.testing.assert_array_equal(out_weights, moved)
+        elif name == "jitter":
+            np.testing.assert_array_equal(out_weights, weights)

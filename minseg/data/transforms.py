@@ -1,12 +1,15 @@
 """Joint augmentation of an image and its label map (§7.3.4, "Heavy Data Augmentation").
 
-Every transform is called as ``transform(image, mask, rng)`` and returns ``(image, mask)``:
+Every transform is called as ``transform(image, mask, rng, *maps)`` and returns ``(image, mask, *maps)``:
 
 * ``image``: float array, spatial size on the last two axes (``(C, H, W)`` or ``(H, W)``);
 * ``mask``: integer label map ``(H, W)``, a stack of label maps ``(K, H, W)`` moved together (e.g. a
   semantic mask and an instance map), or ``None`` for an image alone;
 * ``rng``: a ``numpy.random.Generator``. All randomness is drawn from it, so a seed fixes the result;
-  the global NumPy generator is never touched. The ``DataLoader`` hands each sample its own generator.
+  the global NumPy generator is never touched. The ``DataLoader`` hands each sample its own generator;
+* ``maps`` (optional): float per-pixel maps ``(H, W)`` or ``(K, H, W)`` — U-Net's loss weights (§7.3.4) —
+  that go through the same geometric change as the image, interpolated like it (0 where ``"constant"``
+  mode invents pixels); photometric changes leave them alone. Without maps a transform returns the pair.
 
 Geometric transforms compute, for every output pixel, the input position it is read from, then
 resample: the image with spline interpolation of ``order`` (1 = bilinear), the labels by nearest
@@ -47,25 +50,29 @@ def _range(value, name, centre=0.0):
     return float(low), float(high)
 
 
-def warp(image, mask, rows, cols, order=1, mode="constant", fill=0.0, ignore_index=255):
-    """Resample ``image`` and ``mask`` at input positions ``(rows[i, j], cols[i, j])`` for every output pixel.
-
-    The image is interpolated with splines of ``order``; the mask takes the label of the nearest input
-    pixel. Both use ``scipy.ndimage.map_coordinates`` with the same positions and ``mode``, so they stay
-    aligned; outside positions get ``fill`` / ``ignore_index`` in ``"constant"`` mode.
-    """
+def _resample(array, coords, order, mode, fill):
+    """Every plane of ``array`` interpolated at ``coords`` (2, H', W') → the array with spatial size (H', W')."""
     from scipy import ndimage  # imported on first use: it is slow to import, and `import minseg` loads this module
 
+    planes = [ndimage.map_coordinates(plane, coords, order=order, mode=mode, cval=fill) for plane in _planes(array)]
+    return np.stack(planes).reshape(array.shape[:-2] + coords.shape[1:]).astype(array.dtype, copy=False)
+
+
+def warp(image, mask, rows, cols, order=1, mode="constant", fill=0.0, ignore_index=255, maps=()):
+    """Resample ``image``, ``mask`` and ``maps`` at input positions ``(rows[i, j], cols[i, j])`` for every
+    output pixel; returns ``(image, mask, *maps)``.
+
+    The image and the maps are interpolated with splines of ``order``; the mask takes the label of the
+    nearest input pixel. All use ``scipy.ndimage.map_coordinates`` with the same positions and ``mode``, so
+    they stay aligned; outside positions get ``fill`` / ``ignore_index`` / 0 in ``"constant"`` mode.
+    """
     _check_mode(mode, "warp")
     coords = np.stack([rows, cols])
-    out_shape = rows.shape
-    resampled = [ndimage.map_coordinates(plane, coords, order=order, mode=mode, cval=fill) for plane in _planes(image)]
-    image = np.stack(resampled).reshape(image.shape[:-2] + out_shape).astype(image.dtype, copy=False)
+    image = _resample(image, coords, order, mode, fill)
     if mask is not None:
-        labels = [ndimage.map_coordinates(plane.astype(np.float64), coords, order=0, mode=mode, cval=ignore_index)
-                  for plane in _planes(mask)]
-        mask = np.rint(np.stack(labels)).astype(mask.dtype).reshape(mask.shape[:-2] + out_shape)
-    return image, mask
+        labels = _resample(mask.astype(np.float64), coords, 0, mode, ignore_index)
+        mask = np.rint(labels).astype(mask.dtype)
+    return (image, mask, *(_resample(m, coords, order, mode, 0.0) for m in maps))
 
 
 class Compose:
@@ -74,11 +81,11 @@ class Compose:
     def __init__(self, transforms):
         self.transforms = list(transforms)
 
-    def __call__(self, image, mask, rng):
+    def __call__(self, image, mask, rng, *maps):
         _check_rng(rng, "Compose")
         for transform in self.transforms:
-            image, mask = transform(image, mask, rng)
-        return image, mask
+            image, mask, *maps = transform(image, mask, rng, *maps)
+        return (image, mask, *maps)
 
     def __repr__(self):
         return "Compose([" + ", ".join(repr(t) for t in self.transforms) + "])"
@@ -111,13 +118,13 @@ class ElasticDeformation:
         cols = np.linspace(0, self.grid - 1, width)[None, :].repeat(height, 0)
         return np.stack([ndimage.map_coordinates(c, [rows, cols], order=3, mode="nearest") for c in coarse])
 
-    def __call__(self, image, mask, rng):
+    def __call__(self, image, mask, rng, *maps):
         _check_rng(rng, "ElasticDeformation")
         shape = image.shape[-2:]
         field = self.displacement(shape, rng)
         rows, cols = np.indices(shape, dtype=np.float64)
         return warp(image, mask, rows + field[0], cols + field[1], self.order, self.mode, self.fill,
-                    self.ignore_index)
+                    self.ignore_index, maps)
 
     def __repr__(self):
         return f"ElasticDeformation(sigma={self.sigma}, grid={self.grid}, mode={self.mode!r})"
@@ -142,7 +149,7 @@ class RandomAffine:
         _check_mode(mode, "RandomAffine")
         self.order, self.mode, self.fill, self.ignore_index = order, mode, fill, ignore_index
 
-    def __call__(self, image, mask, rng):
+    def __call__(self, image, mask, rng, *maps):
         _check_rng(rng, "RandomAffine")
         shape = np.array(image.shape[-2:], dtype=np.float64)
         theta = np.deg2rad(rng.uniform(*self.degrees))
@@ -156,7 +163,7 @@ class RandomAffine:
         rows, cols = np.indices(image.shape[-2:], dtype=np.float64)
         offset = np.stack([rows - centre[0] - shift[0], cols - centre[1] - shift[1]])
         source = np.tensordot(inverse, offset, axes=1) + centre[:, None, None]
-        return warp(image, mask, source[0], source[1], self.order, self.mode, self.fill, self.ignore_index)
+        return warp(image, mask, source[0], source[1], self.order, self.mode, self.fill, self.ignore_index, maps)
 
     def __repr__(self):
         return f"RandomAffine(degrees={self.degrees}, translate={tuple(self.translate)}, scale={self.scale})"
@@ -170,13 +177,12 @@ class RandomFlip:
             raise ValueError(f"RandomFlip: axis must be 'horizontal' or 'vertical'; got {axis!r}")
         self.axis, self.p = axis, float(p)
 
-    def __call__(self, image, mask, rng):
+    def __call__(self, image, mask, rng, *maps):
         _check_rng(rng, "RandomFlip")
         if rng.random() >= self.p:
-            return image, mask
+            return (image, mask, *maps)
         axis = -1 if self.axis == "horizontal" else -2
-        flipped = np.ascontiguousarray(np.flip(image, axis))
-        return flipped, None if mask is None else np.ascontiguousarray(np.flip(mask, axis))
+        return tuple(None if a is None else np.ascontiguousarray(np.flip(a, axis)) for a in (image, mask, *maps))
 
     def __repr__(self):
         return f"RandomFlip({self.axis!r}, p={self.p})"
@@ -202,17 +208,20 @@ class RandomCrop:
             raise ValueError(f"RandomCrop: size must be a positive int or (h, w); got {size!r}")
         self.fill, self.ignore_index = fill, ignore_index
 
-    def __call__(self, image, mask, rng):
+    def __call__(self, image, mask, rng, *maps):
         _check_rng(rng, "RandomCrop")
         (h, w), (height, width) = self.size, image.shape[-2:]
-        pad = [(0, 0)] * (image.ndim - 2) + [(0, max(h - height, 0)), (0, max(w - width, 0))]
-        image = np.pad(image, pad, constant_values=self.fill)
-        if mask is not None:
-            mask = np.pad(mask, pad[-mask.ndim:], constant_values=self.ignore_index)
+        spatial = [(0, max(h - height, 0)), (0, max(w - width, 0))]
+
+        def padded(array, value):
+            return None if array is None else np.pad(array, [(0, 0)] * (array.ndim - 2) + spatial,
+                                                     constant_values=value)
+
+        image, mask, maps = padded(image, self.fill), padded(mask, self.ignore_index), [padded(m, 0) for m in maps]
         top = rng.integers(0, image.shape[-2] - h + 1)
         left = rng.integers(0, image.shape[-1] - w + 1)
         window = (..., slice(top, top + h), slice(left, left + w))
-        return np.ascontiguousarray(image[window]), None if mask is None else np.ascontiguousarray(mask[window])
+        return tuple(None if a is None else np.ascontiguousarray(a[window]) for a in (image, mask, *maps))
 
     def __repr__(self):
         return f"RandomCrop({self.size})"
@@ -233,7 +242,7 @@ class PhotometricJitter:
             raise ValueError("PhotometricJitter: strengths must be non-negative")
         self.brightness, self.contrast, self.gamma, self.noise, self.clip = brightness, contrast, gamma, noise, clip
 
-    def __call__(self, image, mask, rng):
+    def __call__(self, image, mask, rng, *maps):
         _check_rng(rng, "PhotometricJitter")
         dtype = image.dtype
         x = np.clip(image, 0.0, 1.0) ** np.exp(rng.uniform(-self.gamma, self.gamma))
@@ -241,7 +250,7 @@ class PhotometricJitter:
         x = mean + rng.uniform(1 - self.contrast, 1 + self.contrast) * (x - mean)
         x = x + rng.uniform(-self.brightness, self.brightness)
         x = x + rng.normal(0.0, self.noise, size=x.shape) if self.noise else x
-        return (np.clip(x, 0.0, 1.0) if self.clip else x).astype(dtype, copy=False), mask
+        return ((np.clip(x, 0.0, 1.0) if self.clip else x).astype(dtype, copy=False), mask, *maps)
 
     def __repr__(self):
         return (f"PhotometricJitter(brightness={self.brightness}, contrast={self.contrast}, gamma={self.gamma}, "

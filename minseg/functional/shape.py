@@ -1,4 +1,5 @@
-"""Shape ops: reshape/view, flatten, (un)squeeze (and ``accepts_unbatched``), transpose, permute, cat, stack, indexing, flip, center_crop, pad.
+"""Shape ops: reshape/view, flatten, (un)squeeze, ``accepts_unbatched``, transpose, permute, cat, stack,
+indexing, flip, center_crop, pad.
 
 None of these change values, so each backward only undoes the rearrangement: reshape back, permute
 back, split the gradient of a concatenation, scatter the gradient of an indexing.
