@@ -354,10 +354,28 @@ class Function:
         if any(node.needs_input_grad):
             out.requires_grad = True
             out._ctx = node
-            node.inputs = tuple(x if isinstance(x, Tensor) else None for x in inputs)
+            node.inputs = tuple(_edge(x) for x in inputs)
         if extras:
             return (out,) + tuple(Tensor(e) for e in extras)
         return out
+
+
+class Edge:
+    """What backward needs of an input that an op produced: its node, shape and ``requires_grad`` — not
+    its data. Holding the tensor itself would keep every intermediate array alive until backward ends,
+    even those no backward reads (a conv's output feeding a batch norm that keeps its own copy)."""
+
+    __slots__ = ("_ctx", "shape", "requires_grad")
+
+    def __init__(self, tensor: Tensor):
+        self._ctx, self.shape, self.requires_grad = tensor._ctx, tensor.shape, tensor.requires_grad
+
+
+def _edge(value):
+    """A node's link to one input: leaves stay themselves (backward accumulates into their ``.grad``)."""
+    if not isinstance(value, Tensor):
+        return None
+    return value if value._ctx is None else Edge(value)
 
 
 def _as_array(value, reference):

@@ -199,3 +199,35 @@ def test_gradient_flows_back_across_devices(gpu):
     x = minseg.ones(3, requires_grad=True)
     (x.to(gpu) * 2.0).sum().backward()
     assert x.grad.device == "cpu" and x.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+def test_the_graph_does_not_keep_intermediate_arrays_alive():
+    """A node links to the nodes of its inputs, not to their data: an intermediate array that no backward
+    needs is freed as soon as the program drops it (the peak memory of a training step depends on it)."""
+    import gc
+    import weakref
+
+    import minseg.functional as F
+
+    leaf = minseg.Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    shifted = leaf + 1.0                     # Add saves nothing of its inputs
+    total = F.relu(shifted).sum()            # relu keeps its own output, not its input
+    watch = weakref.ref(shifted.data)
+    del shifted
+    gc.collect()
+    assert watch() is None
+    total.backward()
+    np.testing.assert_array_equal(leaf.grad.numpy(), np.ones((2, 3)))
+
+
+def test_relu_keeps_only_its_output():
+    import minseg.functional as F
+
+    x = minseg.Tensor(np.array([-1.0, 0.0, 2.0, np.nan]), requires_grad=True)
+    y = F.relu(x)
+    (saved,) = y._ctx.saved
+    assert saved is y.data
+    y.backward(np.ones(4))
+    twin = torch.tensor(x.numpy(), requires_grad=True)
+    torch.relu(twin).backward(torch.ones(4))
+    np.testing.assert_array_equal(x.grad.numpy(), twin.grad.numpy())      # [0, 0, 1, 1]: NaN passes the gradient

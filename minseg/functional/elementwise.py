@@ -267,16 +267,20 @@ def where(condition, input, other):
 
 # ------------------------------------------------------------------ activations
 class ReLU(Function):
-    """y = max(x, 0);  dy/dx = 1 where x > 0 (0 at x = 0)."""
+    """y = max(x, 0);  dy/dx = 1 where x > 0 (0 at x = 0).
+
+    Backward keeps the output, not the input: y > 0 exactly where x > 0, and y is usually kept alive
+    anyway as the next layer's input, so the rule costs no memory of its own (PyTorch does the same).
+    """
 
     def forward(self, input):
-        positive = input > 0
-        self.save_for_backward(positive)
-        return input * positive
+        output = get_array_module(input).maximum(input, 0)   # NaN stays NaN, as in PyTorch
+        self.save_for_backward(output)
+        return output
 
     def backward(self, grad):
-        (positive,) = self.saved
-        return grad * positive
+        (output,) = self.saved
+        return grad * ~(output <= 0)           # not "output > 0": at NaN the gradient passes, as in PyTorch
 
 
 class LeakyReLU(Function):

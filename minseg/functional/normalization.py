@@ -19,45 +19,58 @@ class BatchNorm(Function):
 
     Training takes μ and var (biased) from the batch, over every axis but the channel one; n values
     per channel. The input gradient then has to account for μ and σ depending on x:
-        dx = (1/σ) · (ĝ − mean(ĝ) − x̂ · mean(ĝ · x̂)),   ĝ = g · γ, means over the n values.
-    At evaluation μ and var are fixed (the running statistics) and dx = ĝ / σ.
+        dx = (γ/σ) · (g − mean(g) − x̂ · mean(g · x̂)).
+    At evaluation μ and var are fixed (the running statistics) and dx = (γ/σ) · g.
     In both cases dγ = Σ g · x̂ and dβ = Σ g over the n values.
 
-    Forward also returns the batch mean and biased variance so the caller can update running buffers.
+    Passes over the data, each one read (and one write where an array is made): forward — the channel
+    sums for μ, c = x − μ, Σ c² for var, y = c · (γ/σ), y += β; backward — Σ g, Σ g · c, then
+    dx = (g − c · Σ g·c/(nσ²)) · (γ/σ) − (γ/σ) · mean(g) in place. x̂ = c/σ is never stored: backward
+    keeps c and σ, since Σ g·x̂ = Σ g·c / σ. Forward also returns the batch mean and biased variance so
+    the caller can update the running buffers.
     """
 
-    def forward(self, input, running_mean, running_var, weight, bias, training=False, eps=1e-5):
+    def forward(self, input, running_mean, running_var, weight, bias, *, training, eps):
         xp = get_array_module(input)
-        self.axes = (0,) + tuple(range(2, input.ndim))
-        self.channel_shape = (1, -1) + (1,) * (input.ndim - 2)  # broadcasts a (C,) vector over the input
-        if training:
-            mean, var = input.mean(axis=self.axes), input.var(axis=self.axes)
-        else:
-            mean, var = running_mean, running_var
+        n, c = input.shape[:2]
+        flat = input.reshape(n, c, -1)                                   # (N, C, L): one channel per row block
+        count = flat.shape[0] * flat.shape[2]
+        mean = flat.sum(axis=(0, 2)) / count if training else running_mean
+        centered = flat - mean.reshape(1, c, 1)
+        var = xp.einsum("ncl,ncl->c", centered, centered) / count if training else running_var
         inv_std = 1 / xp.sqrt(var + eps)
-        normalized = (input - mean.reshape(self.channel_shape)) * inv_std.reshape(self.channel_shape)
-        output = normalized if weight is None else normalized * weight.reshape(self.channel_shape)
+        scale = inv_std if weight is None else inv_std * weight
+        output = centered * scale.reshape(1, c, 1)
         if bias is not None:
-            output = output + bias.reshape(self.channel_shape)
+            output += bias.reshape(1, c, 1)
         self.training = training
-        self.save_for_backward(normalized, inv_std, weight)
-        return output, mean, var
+        self.save_for_backward(centered, inv_std, scale)
+        return output.reshape(input.shape), mean, var
 
     def backward(self, grad):
-        normalized, inv_std, weight = self.saved
+        centered, inv_std, scale = self.saved
+        n, c, length = centered.shape
+        g = grad.reshape(n, c, length)
+        xp = get_array_module(g)
+        sum_g = g.sum(axis=(0, 2))
+        needs_gc = self.needs_input_grad[3] or (self.training and self.needs_input_grad[0])
+        sum_gc = xp.einsum("ncl,ncl->c", g, centered) if needs_gc else None
         grad_input = grad_weight = grad_bias = None
         if self.needs_input_grad[0]:
-            scaled = grad if weight is None else grad * weight.reshape(self.channel_shape)
             if self.training:
-                scaled = (scaled - scaled.mean(axis=self.axes, keepdims=True)
-                          - normalized * (scaled * normalized).mean(axis=self.axes, keepdims=True))
-            grad_input = scaled * inv_std.reshape(self.channel_shape)
+                count = n * length
+                grad_input = centered * (-sum_gc * inv_std**2 / count).reshape(1, c, 1)
+                grad_input += g
+                grad_input *= scale.reshape(1, c, 1)
+                grad_input -= (scale * sum_g / count).reshape(1, c, 1)
+            else:
+                grad_input = g * scale.reshape(1, c, 1)
+            grad_input = grad_input.reshape(grad.shape)
         if self.needs_input_grad[3]:
-            grad_weight = (grad * normalized).sum(axis=self.axes)
+            grad_weight = sum_gc * inv_std
         if self.needs_input_grad[4]:
-            grad_bias = grad.sum(axis=self.axes)
+            grad_bias = sum_g
         return grad_input, None, None, grad_weight, grad_bias
-
 
 
 def _update_running(buffer, batch_statistic, momentum) -> None:
