@@ -69,3 +69,66 @@ def test_load_errors_name_the_problem(tmp_path):
     np.savez(tmp_path / "plain.npz", a=np.ones(2))
     with pytest.raises(ValueError, match="not a minseg checkpoint"):
         minseg.load(tmp_path / "plain.npz")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", r"is not a minseg checkpoint \(an empty file\)"),
+    (b"step: 7\n", r"is not a minseg checkpoint \(not an .npz archive\)"),
+    ("half", r"is damaged \(truncated or altered\): BadZipFile"),
+    ("tail", r"is damaged \(truncated or altered\)"),
+    ("holed", r"is damaged \(truncated or altered\)"),
+])
+def test_damaged_or_foreign_files_give_one_clear_error(content, message, tmp_path):
+    """Never numpy's BadZipFile/EOFError, nor its advice to load "unsafely" with allow_pickle."""
+    minseg.save({"w": np.arange(1000.0), "step": 3}, tmp_path / "good.npz")
+    good = (tmp_path / "good.npz").read_bytes()
+    damaged = {"half": good[:len(good) // 2], "tail": good[:-30],
+               "holed": good[:100] + bytes(200) + good[300:]}.get(content, content)
+    (tmp_path / "bad.npz").write_bytes(damaged)
+    with pytest.raises(ValueError, match=message) as error:
+        minseg.load(tmp_path / "bad.npz")
+    assert "allow_pickle" not in str(error.value) and "unsafe" not in str(error.value)
+
+
+def test_object_arrays_in_a_file_are_refused_without_pickle_advice(tmp_path):
+    np.savez(tmp_path / "evil.npz", **{"structure.json": np.array('{"format": "minseg-checkpoint-1", "content": '
+                                                                   '{"__array__": 0}}'),
+                                       "arrays/0": np.array([{}], dtype=object)})
+    with pytest.raises(ValueError, match="holds object arrays, which only pickle could read") as error:
+        minseg.load(tmp_path / "evil.npz")
+    assert "allow_pickle" not in str(error.value)
+
+
+KILLED_SAVE = """
+import os, signal, sys
+import numpy as np
+import minseg
+from minseg import serialization
+
+def savez_killed_halfway(file, **entries):
+    file.write(b"PK\\x03\\x04 half a zip")
+    file.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+serialization.np.savez = savez_killed_halfway
+minseg.save({"step": 2}, sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL and process probing are POSIX")
+def test_the_next_save_removes_what_a_killed_save_left(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "ckpt.npz"
+    minseg.save({"step": 1}, path)
+    (tmp_path / ".tmp-mine.npz").write_bytes(b"a user's file")  # not ours: never touched
+    killed = subprocess.run([sys.executable, "-c", KILLED_SAVE, str(path)])
+    assert killed.returncode == -9
+    leftovers = [name for name in os.listdir(tmp_path) if name.startswith(".ckpt.npz.tmp-")]
+    assert len(leftovers) == 1 and minseg.load(path)["step"] == 1
+    live = tmp_path / f".ckpt.npz.tmp-{os.getppid()}-busy"  # a save still running in another process
+    live.write_bytes(b"in progress")
+    minseg.save({"step": 3}, path)
+    assert sorted(os.listdir(tmp_path)) == sorted([".tmp-mine.npz", live.name, "ckpt.npz"])
+    assert minseg.load(path)["step"] == 3
