@@ -8,8 +8,9 @@ augmentation from its seed, so step ``s`` continues at epoch ``s // len(loader)`
 then bit for bit the same as four steps straight.
 
 Nothing a user made is lost: checkpoints are written atomically (``minseg.save``); a non-finite loss
-stops training before the bad step touches the weights and leaves the last checkpoint in place;
-Ctrl-C finishes the current step, saves a checkpoint and then stops.
+stops training before the bad step touches the weights, and an update that makes a weight non-finite
+stops it before anything is saved, so the last checkpoint on disk is always a good one; Ctrl-C (or
+SIGTERM) finishes the current step, saves a checkpoint and then stops.
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .autograd import no_grad
+from .backend import get_array_module
 from .random import get_rng_state, manual_seed, set_rng_state
 from .serialization import load, save
 from .viz import plot_history
 
 
 class NonFiniteLossError(RuntimeError):
-    """Raised when the training loss is NaN or infinite. The parameters and optimizer are left as they were
-    before the step (batch-norm running statistics have seen the failing forward pass; the last checkpoint
-    holds the state before it)."""
+    """Raised when the training loss is NaN or infinite — the parameters and optimizer are then left as they
+    were before the step (batch-norm running statistics have seen the failing forward pass) — or when an
+    update made a parameter or buffer non-finite. Either way nothing is saved: the last checkpoint holds
+    the state before it."""
 
 
 def _batch_to(batch, device):
@@ -54,6 +57,9 @@ class Trainer:
     and ``compute() -> dict`` (e.g. ``lambda: ConfusionMatrix(num_classes)``).
     With ``out_dir``, a checkpoint is written every ``checkpoint_every`` steps and at the end, with
     ``history.json`` and ``curves.png`` beside it; ``fit(resume=True)`` continues from that checkpoint.
+    Resuming with a larger ``max_steps`` extends the run: a schedule that spanned the whole run (its
+    ``total_iters`` equal to the old length, as ``PolyLR(optimizer, total_iters=max_steps)``) is stretched
+    to the new length, so the lr follows the schedule of a run planned that long from the start.
 
     The loaders must be ``minseg.data.DataLoader``s (or offer ``__len__`` and ``iterate(epoch, start_batch)``).
     """
@@ -93,6 +99,7 @@ class Trainer:
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
             "rng": get_rng_state(),
             "step": self.step,
+            "total_steps": self.total_steps,
             "history": self.history,
         }
 
@@ -101,9 +108,19 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+            self._stretch_schedule(state.get("total_steps"))
         set_rng_state(state["rng"])
         self.step = int(state["step"])
         self.history = state["history"]
+
+    def _stretch_schedule(self, planned) -> None:
+        """A schedule that spanned the ``planned`` run now spans ``total_steps`` (the lr is recomputed)."""
+        spans_the_run = getattr(self.scheduler, "total_iters", None) == planned
+        if planned is None or planned == self.total_steps or not spans_the_run:
+            return
+        self.scheduler.total_iters = self.total_steps
+        self.scheduler.last_epoch -= 1
+        self.scheduler.step()  # the same iteration again: sets each group's lr from the stretched schedule
 
     def save_checkpoint(self, path=None) -> str:
         """Write the full training state atomically (to ``out_dir/checkpoint.npz`` by default)."""
@@ -146,9 +163,21 @@ class Trainer:
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
+        self._check_finite_state()
         if self.scheduler is not None:
             self.scheduler.step()
         return value
+
+    def _check_finite_state(self) -> None:
+        """Stop, before anything is saved, when the update made a parameter or buffer NaN or infinite."""
+        for name, value in self.model.state_dict().items():
+            array = value.data
+            if np.issubdtype(array.dtype, np.floating) and not bool(get_array_module(array).isfinite(array).all()):
+                kept = (f"the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path
+                        and os.path.exists(self.checkpoint_path) else "no checkpoint was written")
+                raise NonFiniteLossError(f"the update of step {self.step + 1} made {name} non-finite (is the "
+                                         f"learning rate {self.optimizer.param_groups[0]['lr']} too large?); "
+                                         f"training stopped; {kept}")
 
     @no_grad()
     def evaluate(self, loader=None) -> dict:
@@ -179,6 +208,9 @@ class Trainer:
             if self.checkpoint_path is None or not os.path.exists(self.checkpoint_path):
                 raise FileNotFoundError(f"fit(resume=True): no checkpoint at {self.checkpoint_path!r}")
             self.load_checkpoint()
+            if self.step > self.total_steps:
+                raise ValueError(f"fit(resume=True): the checkpoint is at step {self.step}, past the "
+                                 f"{self.total_steps} steps this Trainer runs")
         else:
             manual_seed(self.seed)
         with self._stop_after_step_on_ctrl_c(), tqdm(total=self.total_steps, initial=self.step, disable=not self.progress,
@@ -212,7 +244,8 @@ class Trainer:
         if self._stop_requested:
             if self.out_dir is not None:
                 path = self.save_checkpoint()
-                print(f"\ninterrupted at step {self.step}: checkpoint saved to {path} (training can resume from it)")
+                print(f"\n{self._stop_requested} at step {self.step}: checkpoint saved to {path} (training can "
+                      "resume from it)")
             raise KeyboardInterrupt
 
     def _record_evaluation(self, bar) -> None:
@@ -223,16 +256,18 @@ class Trainer:
 
     @contextlib.contextmanager
     def _stop_after_step_on_ctrl_c(self):
-        """While training, Ctrl-C only asks the loop to stop after the current step (it then saves and raises)."""
+        """While training, Ctrl-C (SIGINT) or SIGTERM only asks the loop to stop after the current step (it
+        then saves and raises KeyboardInterrupt); the previous handlers come back afterwards."""
         def request_stop(signum, frame):
-            self._stop_requested = True
+            name = signal.Signals(signum).name
+            self._stop_requested = "interrupted" if signum == signal.SIGINT else f"stopped by {name}"
 
-        previous = None
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGINT, request_stop)
+            previous = {number: signal.signal(number, request_stop) for number in (signal.SIGINT, signal.SIGTERM)}
         try:
             yield
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for number, handler in previous.items():
+                signal.signal(number, handler)
             self._stop_requested = False

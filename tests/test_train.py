@@ -128,10 +128,79 @@ def test_ctrl_c_finishes_the_step_saves_and_stops(tmp_path):
 
     trainer = Trainer(model, loss_with_interrupt, SGD(model.parameters(), lr=0.1), DataLoader(Squares(8), 4),
                       max_steps=10, out_dir=tmp_path, progress=False)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # SIG_IGN when run in the background
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
     assert minseg.load(tmp_path / "checkpoint.npz")["step"] == 3
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path, capsys):
+    minseg.manual_seed(0)
+    model = small_cnn()
+    calls = {"n": 0}
+
+    def loss_with_sigterm(logits, target):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a job scheduler ends a job
+        return F.cross_entropy(logits, target)
+
+    trainer = Trainer(model, loss_with_sigterm, SGD(model.parameters(), lr=0.1), DataLoader(Squares(8), 4),
+                      max_steps=10, out_dir=tmp_path, progress=False)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert minseg.load(tmp_path / "checkpoint.npz")["step"] == 2
+    assert "stopped by SIGTERM at step 2: checkpoint saved" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_an_update_that_makes_weights_non_finite_saves_nothing(tmp_path):
+    """A finite loss but a huge learning rate at step 3: that update overflows the weights. The loss guard
+    alone would notice only at step 4, after the checkpoint of step 3 had stored the bad weights."""
+    minseg.manual_seed(0)
+    model = small_cnn()
+    optimizer = SGD(model.parameters(), lr=0.1)
+    calls = {"n": 0}
+
+    def loss_then_huge_lr(logits, target):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            optimizer.param_groups[0]["lr"] = 1e300
+        return F.cross_entropy(logits, target)
+
+    trainer = Trainer(model, loss_then_huge_lr, optimizer, DataLoader(Squares(8), 4), max_steps=6,
+                      checkpoint_every=1, out_dir=tmp_path, progress=False)
+    with pytest.raises(NonFiniteLossError, match=r"the update of step 3 made .* non-finite .*last good checkpoint"):
+        trainer.fit()
+    kept = minseg.load(tmp_path / "checkpoint.npz")
+    assert kept["step"] == 2
+    assert all(np.isfinite(value).all() for value in kept["model"].values())
+
+
+def test_resuming_with_more_steps_stretches_the_schedule(tmp_path):
+    """4 steps, then resumed to 8: steps 5–8 follow a poly schedule over 8 steps (not lr 0 past the end of
+    the old one), as a run planned for 8 steps from the start would."""
+    def run(steps, resume=False):
+        minseg.manual_seed(0)
+        model = small_cnn()
+        optimizer = SGD(model.parameters(), lr=0.1)
+        trainer = Trainer(model, F.cross_entropy, optimizer, DataLoader(Squares(8), 4),
+                          scheduler=PolyLR(optimizer, total_iters=steps), max_steps=steps, out_dir=tmp_path,
+                          progress=False)
+        return trainer.fit(resume=resume)
+
+    run(4)
+    history = run(8, resume=True)
+    lrs = [record["lr"] for record in history["train"]]
+    expected = [0.1 * (1 - step / 4) ** 0.9 for step in range(1, 5)] + [0.1 * (1 - step / 8) ** 0.9
+                                                                        for step in range(5, 9)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12, atol=1e-15)
+    assert minseg.load(tmp_path / "checkpoint.npz")["scheduler"]["total_iters"] == 8
+    with pytest.raises(ValueError, match="the checkpoint is at step 8, past the 6 steps"):
+        run(6, resume=True)
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
