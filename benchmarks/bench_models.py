@@ -1,28 +1,27 @@
-"""One training step of U-Net and DeepLab v3+: minseg vs the identical PyTorch model, time and peak memory.
+"""One training step of U-Net (with and without batch norm) and DeepLab v3+: minseg vs the identical PyTorch
+model, time and peak memory, one process per framework, alternated over rounds.
 
-    python benchmarks/bench_models.py [--threads 2] [--repeats 3] [--device cpu|cuda] [--quick]
+    python benchmarks/bench_models.py [--threads 2] [--repeats 3] [--rounds 3] [--device cpu|cuda]
+                                      [--malloc default|reuse] [--quick]
 
-A step is forward, per-pixel cross-entropy, backward and an SGD (momentum) update. Each framework runs
-in its own worker process, so the two never share thread pools or allocator state; the step memory is
-the peak resident memory of the worker during the timed steps minus its resident memory just before
-them (on a GPU: the allocators' peak bytes). Both models get the same weights (torch's initialisation
-copied into minseg through ``load_state_dict``) and the same batch.
+A step is forward, per-pixel cross-entropy, backward and an SGD (momentum) update. Both models get the
+same weights (torch's initialisation copied into minseg through ``load_state_dict``) and the same batch.
+Step memory is the worker's peak resident memory over the warm-up and timed steps minus its resident
+memory just before them, so it counts what a step allocates whether or not the allocator hands freed
+memory back (on a GPU: the allocators' peak bytes).
 """
 
-import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
-from common import parse_args
+from common import alternate, header, median_of, parse_args, ratio, synchronize, time_calls
 
-ARGS = parse_args(__doc__, extra=lambda p: p.add_argument("--worker", help=argparse.SUPPRESS))
-
+ARGS = parse_args(__doc__)
 
 MODELS = {  # name: (batch shape, number of classes)
     "U-Net base 32": ((4, 1, 256, 256), 2),
+    "U-Net base 32 BN": ((4, 1, 256, 256), 2),
     "DeepLab v3+ R18": ((4, 3, 256, 256), 21),
 }
 if ARGS.quick:
@@ -36,9 +35,9 @@ def build(name, framework, classes):
 
     torch.manual_seed(0)
     width = 0.25 if ARGS.quick else 1.0
+    base, batch_norm = (8 if ARGS.quick else 32), name.endswith("BN")
     if name.startswith("U-Net"):
-        base = 8 if ARGS.quick else 32
-        twin = TorchUNet(1, classes, base, 4, "same", "transpose", False)
+        twin = TorchUNet(1, classes, base, 4, "same", "transpose", batch_norm)
     else:
         twin = TorchDeepLabV3Plus(classes, "resnet18", width, 16, None, dropout=0.1)
     if framework == "torch":
@@ -46,7 +45,7 @@ def build(name, framework, classes):
     from minseg.models import DeepLabV3Plus, UNet
 
     if name.startswith("U-Net"):
-        ours = UNet(1, classes, base_channels=base, depth=4, padding="same")
+        ours = UNet(1, classes, base_channels=base, depth=4, padding="same", batch_norm=batch_norm)
     else:
         ours = DeepLabV3Plus(classes, backbone="resnet18", width=width, output_stride=16, dropout=0.1)
     ours.load_state_dict(twin.state_dict())
@@ -70,7 +69,7 @@ def _reset_peak_rss():
 
 
 def worker(spec):
-    """Run in a child process: time ``repeats`` training steps of one model in one framework."""
+    """In a child process: time training steps of one model in one framework; print a JSON line."""
     import numpy as np
 
     name, framework = spec.split("|")
@@ -100,21 +99,13 @@ def worker(spec):
         loss_fn(model(x), y).backward()
         optimizer.step()
 
-    from common import synchronize
-
-    step()  # warm-up: allocations, thread pools, optimizer state
     synchronize(ARGS.device)
     gpu_peak = _start_gpu_peak(framework)
     baseline = _rss_bytes("VmRSS")
     _reset_peak_rss()
-    times = []
-    for _ in range(ARGS.repeats * 3):
-        start = time.perf_counter()
-        step()
-        synchronize(ARGS.device)
-        times.append(time.perf_counter() - start)
+    seconds = time_calls(step, ARGS.repeats, ARGS.device)   # the untimed first step is inside the peak too
     peak = gpu_peak() if gpu_peak else _rss_bytes("VmHWM") - baseline
-    print(json.dumps({"seconds": float(np.median(times)), "peak_bytes": int(peak)}))
+    print(json.dumps({"seconds": seconds, "peak_bytes": int(peak)}))
 
 
 def _start_gpu_peak(framework):
@@ -132,32 +123,24 @@ def _start_gpu_peak(framework):
     return pool.total_bytes  # CuPy's pool only grows: its size after the steps is their peak
 
 
-def run_worker(name, framework):
-    command = [sys.executable, __file__, "--threads", str(ARGS.threads), "--repeats", str(ARGS.repeats),
-               "--device", ARGS.device, "--worker", f"{name}|{framework}"] + (["--quick"] if ARGS.quick else [])
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"worker {name}/{framework} failed:\n{result.stderr}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def main():
-    import numpy as np
+    import minseg
     import torch
 
-    import minseg
-
-    print(f"minseg {minseg.__version__} | torch {torch.__version__} | numpy {np.__version__} | {ARGS.device} | "
-          f"threads {ARGS.threads} | float32 | median of {3 * ARGS.repeats} steps, one process per framework")
-    header = f"{'model':<18} {'step ms':>9} {'torch':>9} {'ratio':>6} {'peak MB':>9} {'torch':>9} {'ratio':>6}"
-    print(header)
-    print("-" * len(header))
+    top, idle = header(ARGS, f"bench_models | minseg {minseg.__version__} | torch {torch.__version__}")
+    print(top)
+    columns = f"{'model':<18} {'step ms':>9} {'torch':>9} {'ratio':>6} {'peak MB':>9} {'torch':>9} {'ratio':>6}"
+    print(columns)
+    print("-" * len(columns))
+    results = alternate(os.path.abspath(__file__), list(MODELS), ARGS)
+    mb = 2.0**20
     for name in MODELS:
-        ours, theirs = run_worker(name, "minseg"), run_worker(name, "torch")
-        mb = 2.0**20
-        print(f"{name:<18} {1e3 * ours['seconds']:9.0f} {1e3 * theirs['seconds']:9.0f} "
-              f"{ours['seconds'] / theirs['seconds']:6.2f} {ours['peak_bytes'] / mb:9.0f} "
-              f"{theirs['peak_bytes'] / mb:9.0f} {ours['peak_bytes'] / max(theirs['peak_bytes'], 1):6.2f}", flush=True)
+        ours, theirs = results[name]["minseg"], results[name]["torch"]
+        s, ts = median_of(ours, "seconds"), median_of(theirs, "seconds")
+        m, tm = median_of(ours, "peak_bytes"), max(median_of(theirs, "peak_bytes"), 1)
+        print(f"{name:<18} {1e3 * s:9.0f} {1e3 * ts:9.0f} {ratio(s, ts, idle)} {m / mb:9.0f} {tm / mb:9.0f} "
+              f"{ratio(m, tm, idle)}", flush=True)
+    print(f"load average at end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
