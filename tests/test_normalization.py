@@ -155,3 +155,11 @@ def test_dropout_probability_is_checked(drop, p):
 def test_dropout2d_needs_nchw():
     with pytest.raises(ValueError, match=r"dropout2d: input must be \(N, C, H, W\)"):
         F.dropout2d(minseg.zeros(2, 3, 4), 0.5)
+
+
+def test_float32_variance_survives_a_large_mean(rng):
+    """Σ (x − μ)² (two passes), not E[x²] − μ²: a channel at mean 1000 with std 1 keeps its variance in float32."""
+    x64 = 1000.0 + rng.standard_normal((4, 3, 16, 16))
+    out32 = F.batch_norm(minseg.tensor(x64.astype(np.float32)), None, None, training=True)
+    out64 = F.batch_norm(minseg.tensor(x64), None, None, training=True)
+    np.testing.assert_allclose(out32.numpy(), out64.numpy(), atol=2e-3)

@@ -14,6 +14,17 @@ from ..random import get_rng
 from .elementwise import mul
 
 
+def _sums_about_mean(flat, mean, other=None):
+    """Σ (x − μ) · y per channel of ``flat`` (N, C, L), y = ``other`` or x − μ itself, one image at a time:
+    the temporary x − μ stays an image's size (cache- and allocator-friendly) and no large x̂ is ever made."""
+    xp = get_array_module(flat)
+    total = xp.zeros(flat.shape[1], dtype=flat.dtype)
+    for n in range(flat.shape[0]):
+        centered = flat[n] - mean[:, None]                               # (C, L)
+        total += xp.einsum("cl,cl->c", centered, centered if other is None else other[n])
+    return total
+
+
 class BatchNorm(Function):
     """y = γ · x̂ + β with x̂ = (x − μ) / σ, σ = √(var + eps), per channel (axis 1).
 
@@ -23,43 +34,42 @@ class BatchNorm(Function):
     At evaluation μ and var are fixed (the running statistics) and dx = (γ/σ) · g.
     In both cases dγ = Σ g · x̂ and dβ = Σ g over the n values.
 
-    Passes over the data, each one read (and one write where an array is made): forward — the channel
-    sums for μ, c = x − μ, Σ c² for var, y = c · (γ/σ), y += β; backward — Σ g, Σ g · c, then
-    dx = (g − c · Σ g·c/(nσ²)) · (γ/σ) − (γ/σ) · mean(g) in place. x̂ = c/σ is never stored: backward
-    keeps c and σ, since Σ g·x̂ = Σ g·c / σ. Forward also returns the batch mean and biased variance so
-    the caller can update the running buffers.
+    As in PyTorch, backward keeps the input x (the conv output before it, alive anyway) and σ, not x̂:
+    forward is two reductions (μ; Σ (x − μ)², image by image) and one pass y = x · γ/σ + (β − μ · γ/σ);
+    backward is two reductions (Σ g; Σ g · (x − μ)) and dx = ((x − μ) · (−Σ g·x̂/(nσ)) + g) · γ/σ − γ/σ ·
+    mean(g), in place on one new array. Forward also returns the batch mean and biased variance so the
+    caller can update the running buffers.
     """
 
     def forward(self, input, running_mean, running_var, weight, bias, *, training, eps):
         xp = get_array_module(input)
         n, c = input.shape[:2]
-        flat = input.reshape(n, c, -1)                                   # (N, C, L): one channel per row block
+        flat = input.reshape(n, c, -1)                                   # (N, C, L)
         count = flat.shape[0] * flat.shape[2]
         mean = flat.sum(axis=(0, 2)) / count if training else running_mean
-        centered = flat - mean.reshape(1, c, 1)
-        var = xp.einsum("ncl,ncl->c", centered, centered) / count if training else running_var
+        var = _sums_about_mean(flat, mean) / count if training else running_var
         inv_std = 1 / xp.sqrt(var + eps)
         scale = inv_std if weight is None else inv_std * weight
-        output = centered * scale.reshape(1, c, 1)
-        if bias is not None:
-            output += bias.reshape(1, c, 1)
+        shift = -mean * scale if bias is None else bias - mean * scale
+        output = flat * scale.reshape(1, c, 1)
+        output += shift.reshape(1, c, 1)
         self.training = training
-        self.save_for_backward(centered, inv_std, scale)
+        self.save_for_backward(flat, mean, inv_std, scale)
         return output.reshape(input.shape), mean, var
 
     def backward(self, grad):
-        centered, inv_std, scale = self.saved
-        n, c, length = centered.shape
+        flat, mean, inv_std, scale = self.saved
+        n, c, length = flat.shape
         g = grad.reshape(n, c, length)
-        xp = get_array_module(g)
         sum_g = g.sum(axis=(0, 2))
         needs_gc = self.needs_input_grad[3] or (self.training and self.needs_input_grad[0])
-        sum_gc = xp.einsum("ncl,ncl->c", g, centered) if needs_gc else None
+        sum_gx = _sums_about_mean(flat, mean, g) * inv_std if needs_gc else None       # Σ g · x̂
         grad_input = grad_weight = grad_bias = None
         if self.needs_input_grad[0]:
             if self.training:
                 count = n * length
-                grad_input = centered * (-sum_gc * inv_std**2 / count).reshape(1, c, 1)
+                grad_input = flat - mean.reshape(1, c, 1)
+                grad_input *= (-sum_gx * inv_std / count).reshape(1, c, 1)
                 grad_input += g
                 grad_input *= scale.reshape(1, c, 1)
                 grad_input -= (scale * sum_g / count).reshape(1, c, 1)
@@ -67,7 +77,7 @@ class BatchNorm(Function):
                 grad_input = g * scale.reshape(1, c, 1)
             grad_input = grad_input.reshape(grad.shape)
         if self.needs_input_grad[3]:
-            grad_weight = sum_gc * inv_std
+            grad_weight = sum_gx
         if self.needs_input_grad[4]:
             grad_bias = sum_g
         return grad_input, None, None, grad_weight, grad_bias
