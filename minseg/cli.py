@@ -1,15 +1,15 @@
-"""The ``minseg`` command: ``demo``, ``train``, ``evaluate``, ``predict``.
+"""The ``minseg`` command: ``demo``, ``train``, ``evaluate``, ``predict`` (and ``data``, from ``data.fetch``).
 
-Every run lives in one folder: ``config.json`` (what was trained, so evaluate/predict can rebuild the
-model), ``checkpoint.npz``, ``history.json``, ``curves.png``, ``metrics.json`` and figures. Errors that
-come from the user's input (an unknown dataset folder, a checkpoint of another model…) end the command
-with one line on stderr and a non-zero exit status, not a traceback.
+Every run lives in one folder (``runs.py`` lists its files and the rules that protect a user's files).
+Each command checks everything it was given first and writes last, so a refused command changes
+nothing. A problem with the user's input ends the command with one line on stderr and exit status 2
+(``UserError``); any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import sys
 import time
@@ -17,32 +17,42 @@ import time
 import numpy as np
 
 from . import __version__
+from .errors import UserError
+from .runs import (MAX_IMAGE_SIZE, MAX_WIDTH, WRITTEN_BY, check_replaceable, checkpoint_path, load_checkpoint,
+                   new_run_problem, read_config, write_json, write_png)
 
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
+EVALUATION, PREDICTION = "minseg evaluate", "minseg predict"
+TRAIN_DEFAULTS = {"model": "unet", "dataset": "cells", "loss": "ce", "batch_size": 8, "lr": 1e-3, "optimizer": "adamw",
+                  "width": 0.25, "backbone": "resnet18", "image_size": 128, "seed": 0, "augment": True}
+DEFAULT_EPOCHS = 5
 
 
-# ------------------------------------------------------------------ files of a run
-def _write_json(path, data) -> None:
-    temporary = f"{path}.tmp"
-    with open(temporary, "w") as file:
-        json.dump(data, file, indent=2)
-    os.replace(temporary, path)
+def _flag(key: str) -> str:
+    return "--no-augment" if key == "augment" else "--" + key.replace("_", "-")
 
 
-def _load_run(checkpoint: str):
-    """``checkpoint`` is a run folder or its checkpoint.npz → (run folder, config, model state)."""
-    import minseg
+def _require(ok: bool, option: str, expected: str, value) -> None:
+    if not ok:
+        raise UserError(f"{option} must be {expected}; got {value!r}")
 
-    path = os.path.join(checkpoint, "checkpoint.npz") if os.path.isdir(checkpoint) else checkpoint
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: no checkpoint.npz there")
-    run_dir = os.path.dirname(os.path.abspath(path))
-    config_path = os.path.join(run_dir, "config.json")
-    if not os.path.isfile(config_path):
-        raise FileNotFoundError(f"--checkpoint {checkpoint}: no config.json beside it (was it written by minseg train?)")
-    with open(config_path) as file:
-        config = json.load(file)
-    return run_dir, config, minseg.load(path)["model"]
+
+def _device(device: str) -> str:
+    from .backend import canonical_device
+
+    try:
+        return canonical_device(device)
+    except (ValueError, RuntimeError, TypeError) as error:
+        raise UserError(f"--device {device}: {error}") from None
+
+
+def _build_dataset(name, split, **kwargs):
+    from .registry import build_dataset
+
+    try:
+        return build_dataset(name, split, **kwargs)
+    except (FileNotFoundError, ValueError) as error:  # a missing folder or file, a file of the wrong kind
+        raise UserError(str(error)) from None
 
 
 def _rebuild_model(config, state, device):
@@ -52,63 +62,140 @@ def _rebuild_model(config, state, device):
                         config["backbone"])
     try:
         model.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(f"the checkpoint does not fit a {config['model']} model: {str(error)[:300]}") from None
+    except (RuntimeError, KeyError, ValueError) as error:
+        raise UserError(f"the checkpoint does not fit a {config['model']} model: {str(error)[:300]}") from None
     return model.to(device).eval()
 
 
+def _load_run(checkpoint: str):
+    """``--checkpoint`` (a run folder or its checkpoint.npz) → (run folder, checked config, model state)."""
+    path = checkpoint_path(checkpoint)
+    run_dir = os.path.dirname(os.path.abspath(path))
+    config = read_config(run_dir)
+    return run_dir, config, load_checkpoint(path)["model"]
+
+
 # ------------------------------------------------------------------ train
+def _settings(args, config=None) -> dict:
+    """The run's settings: the options given, else (on --resume) the run's config.json, else the defaults.
+    Resuming with an option that differs from the run's config is refused, naming the option."""
+    given = {key: getattr(args, key) for key in TRAIN_DEFAULTS if key != "augment"}
+    given["augment"] = False if args.no_augment else None
+    if config is None:
+        return {key: TRAIN_DEFAULTS[key] if value is None else value for key, value in given.items()}
+    for key, value in given.items():
+        if value is not None and key in config and value != config[key]:
+            shown = _flag(key) if key == "augment" else f"{_flag(key)} {value}"
+            raise UserError(f"{shown} differs from the run's {key} = {config[key]!r} (config.json in {args.out}); "
+                            "a resumed run keeps its settings: only --iters/--epochs may change, to extend it")
+    return {key: config.get(key, TRAIN_DEFAULTS[key]) for key in TRAIN_DEFAULTS}
+
+
+def _check_settings(settings: dict, args) -> None:
+    from .registry import input_multiple
+
+    for option, value in (("--iters", args.iters), ("--epochs", args.epochs), ("--batch-size", settings["batch_size"])):
+        if value is not None:
+            _require(value >= 1, option, "a positive integer", value)
+    lr, width, size = settings["lr"], settings["width"], settings["image_size"]
+    _require(math.isfinite(lr) and lr > 0, "--lr", "a positive finite number", lr)
+    _require(math.isfinite(width) and 0 < width <= MAX_WIDTH, "--width", f"in (0, {MAX_WIDTH}]", width)
+    _require(8 <= size <= MAX_IMAGE_SIZE, "--image-size", f"in [8, {MAX_IMAGE_SIZE}]", size)
+    _require(settings["seed"] >= 0, "--seed", "a non-negative integer", settings["seed"])
+    multiple = input_multiple(settings["model"])
+    if size % multiple:
+        raise UserError(f"--image-size {size} must be a multiple of {multiple} for {settings['model']}")
+
+
+def _run_length(args, config, done, steps_per_epoch) -> int:
+    """Total optimizer steps: --iters, or --epochs × batches per epoch, or (resuming) the run's, or 5 epochs."""
+    if args.iters is not None:
+        steps, option = args.iters, f"--iters {args.iters}"
+    elif args.epochs is not None:
+        steps, option = args.epochs * steps_per_epoch, f"--epochs {args.epochs} ({args.epochs * steps_per_epoch} steps)"
+    elif config is not None:
+        steps, option = config["steps"], None
+    else:
+        return DEFAULT_EPOCHS * steps_per_epoch
+    if config is not None and steps < done:
+        raise UserError(f"{option} is fewer than the {done} steps the run in {args.out} has done")
+    if config is not None and steps == done:
+        raise UserError(f"the run in {args.out} has done all its {done} steps; pass --iters N with N > {done} to "
+                        "extend it")
+    return steps
+
+
 def train(args) -> dict:
     """Train a model on a dataset; returns the final metrics (also written to metrics.json)."""
     import minseg
     from .data import DataLoader
     from .metrics import ConfusionMatrix
     from .optim import SGD, AdamW, PolyLR
-    from .registry import build_dataset, build_loss, build_model, input_multiple
-    from .train import Trainer
+    from .registry import build_loss, build_model
+    from .train import NonFiniteLossError, Trainer
 
-    out = args.out or os.path.join("runs", f"{args.model}-{args.dataset}")
-    if os.path.exists(os.path.join(out, "checkpoint.npz")) and not args.resume:
-        raise ValueError(f"{out} already holds a run; pass --resume to continue it, or --out for a new one")
-    if args.resume and not os.path.exists(os.path.join(out, "checkpoint.npz")):
-        raise FileNotFoundError(f"--resume: no checkpoint in {out}")
-    multiple = input_multiple(args.model)
-    if args.image_size % multiple:
-        raise ValueError(f"--image-size {args.image_size} must be a multiple of {multiple} for {args.model}")
-    weighted = args.loss == "weighted"
-    common = dict(data_dir=args.data_dir, size=args.image_size, weight_maps=weighted, seed=args.seed)
-    train_set = build_dataset(args.dataset, "train", augment=not args.no_augment, **common)
-    val_set = build_dataset(args.dataset, "val", **common)
+    device = _device(args.device)
+    args.out = args.out or os.path.join("runs", f"{args.model or TRAIN_DEFAULTS['model']}-"
+                                                f"{args.dataset or TRAIN_DEFAULTS['dataset']}")
+    config = state = None
+    done = 0  # steps the run has made
+    if args.resume:
+        path = os.path.join(args.out, "checkpoint.npz")
+        if not os.path.isfile(path):
+            raise UserError(f"--resume: no checkpoint.npz in {args.out}")
+        config, state = read_config(args.out), load_checkpoint(path, "--resume")
+        done = state.get("step")
+        if not isinstance(done, (int, np.integer)) or done < 1:
+            raise UserError(f"--resume: the checkpoint in {args.out} has no valid step count (got {done!r:.40})")
+    elif new_run_problem(args.out):
+        raise UserError(new_run_problem(args.out))
+    settings = _settings(args, config)
+    _check_settings(settings, args)
+    name, weighted = settings["dataset"], settings["loss"] == "weighted"
+    common = dict(data_dir=args.data_dir, size=settings["image_size"], weight_maps=weighted, seed=settings["seed"])
+    train_set = _build_dataset(name, "train", augment=settings["augment"], **common)
+    val_set = _build_dataset(name, "val", **common)
+    batch_size = settings["batch_size"]
+    if batch_size > len(train_set):
+        raise UserError(f"--batch-size {batch_size} is larger than the training set ({len(train_set)} images of "
+                        f"{name}); every batch must be full")
     image = train_set[0][0]
-    minseg.manual_seed(args.seed)
-    model = build_model(args.model, image.shape[0], train_set.num_classes, args.width, args.backbone)
-    train_loader = DataLoader(train_set, args.batch_size, shuffle=True, drop_last=True, seed=args.seed, prefetch=2)
-    val_loader = DataLoader(val_set, args.batch_size if args.dataset in ("cells", "shapes", "isbi2012") else 1)
-    steps = args.iters or args.epochs * len(train_loader)
-    optimizer = (AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4) if args.optimizer == "adamw"
-                 else SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4))
-    config = {"model": args.model, "dataset": args.dataset, "loss": args.loss, "width": args.width,
-              "backbone": args.backbone, "image_size": args.image_size, "in_channels": int(image.shape[0]),
-              "num_classes": int(train_set.num_classes), "ignore_index": int(train_set.ignore_index),
-              "class_names": list(train_set.class_names), "palette": np.asarray(train_set.palette).tolist(),
-              "batch_size": args.batch_size, "lr": args.lr, "optimizer": args.optimizer, "steps": steps,
-              "seed": args.seed, "minseg": __version__}
-    os.makedirs(out, exist_ok=True)
-    _write_json(os.path.join(out, "config.json"), config)
-    ignore = config["ignore_index"]
-    trainer = Trainer(model, build_loss(args.loss, ignore, steps), optimizer, train_loader,
+    minseg.manual_seed(settings["seed"])
+    model = build_model(settings["model"], image.shape[0], train_set.num_classes, settings["width"],
+                        settings["backbone"])
+    train_loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=True, seed=settings["seed"], prefetch=2)
+    val_loader = DataLoader(val_set, batch_size if name in ("cells", "shapes", "isbi2012") else 1)
+    steps = _run_length(args, config, int(done), len(train_loader))
+    lr = settings["lr"]
+    optimizer = (AdamW(model.parameters(), lr=lr, weight_decay=1e-4) if settings["optimizer"] == "adamw"
+                 else SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4))
+    ignore = int(train_set.ignore_index)
+    trainer = Trainer(model, build_loss(settings["loss"], ignore, steps), optimizer, train_loader,
                       scheduler=PolyLR(optimizer, total_iters=steps), val_loader=val_loader,
-                      metrics=lambda: ConfusionMatrix(config["num_classes"], ignore_index=ignore), max_steps=steps,
-                      eval_every=max(1, steps // 4), checkpoint_every=max(1, min(100, steps // 4)), out_dir=out,
-                      device=args.device, seed=args.seed, log_every=1, progress=not args.quiet)
+                      metrics=lambda: ConfusionMatrix(int(train_set.num_classes), ignore_index=ignore),
+                      max_steps=steps, eval_every=max(1, steps // 4), checkpoint_every=max(1, min(100, steps // 4)),
+                      out_dir=args.out, device=device, seed=settings["seed"], log_every=1, progress=not args.quiet)
+    if state is not None:
+        try:
+            trainer.load_state_dict(state)  # the check only: fit(resume=True) reads the checkpoint again
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
+            raise UserError(f"--resume: the checkpoint in {args.out} does not fit this run: {str(error)[:300]}") \
+                from None
+    config = {**settings, "in_channels": int(image.shape[0]), "num_classes": int(train_set.num_classes),
+              "ignore_index": ignore, "class_names": list(train_set.class_names),
+              "palette": np.asarray(train_set.palette).tolist(), "steps": steps, "minseg": __version__}
+    write_json(os.path.join(args.out, "config.json"), config)  # everything was checked: the first write
     started = time.perf_counter()
-    history = trainer.fit(resume=args.resume)
+    try:
+        history = trainer.fit(resume=args.resume)
+    except NonFiniteLossError as error:
+        raise UserError(f"{error} (try a smaller --lr than {lr})") from None
     metrics = {**history["eval"][-1], "train_seconds": round(time.perf_counter() - started, 1)}
-    _write_json(os.path.join(out, "metrics.json"), metrics)
-    print(f"trained {args.model} on {args.dataset} for {steps} steps: val loss {metrics['loss']:.4f}, "
+    write_json(os.path.join(args.out, "metrics.json"), metrics)
+    print(f"trained {settings['model']} on {name} for {steps} steps: val loss {metrics['loss']:.4f}, "
           f"mIoU {metrics['miou']:.4f}, mean Dice {metrics['mean_dice']:.4f}")
-    print(f"run folder: {out} (config.json, checkpoint.npz, history.json, curves.png, metrics.json)")
-    return {"out": out, "config": config, "model": model, "val_set": val_set, "metrics": metrics}
+    print(f"run folder: {args.out} (config.json, checkpoint.npz, history.json, curves.png, metrics.json)")
+    return {"out": args.out, "config": config, "model": model, "val_set": val_set, "metrics": metrics}
 
 
 # ------------------------------------------------------------------ evaluate / predict
@@ -146,25 +233,37 @@ def _predict(model, image, config, device, sliding_window=None, use_tta=False, u
     return minseg.to_device(probabilities, "cpu")
 
 
+def _check_window(args) -> None:
+    if args.sliding_window is not None:
+        _require(1 <= args.sliding_window <= MAX_IMAGE_SIZE, "--sliding-window", f"in [1, {MAX_IMAGE_SIZE}]",
+                 args.sliding_window)
+
+
 def evaluate(args) -> dict:
     """Score a trained run on a dataset's validation split: mIoU, per-class IoU, Dice, boundary F1."""
     from tqdm.auto import tqdm
 
     from .metrics import ConfusionMatrix, boundary_f1
-    from .registry import build_dataset
 
+    device = _device(args.device)
+    _check_window(args)
     run_dir, config, state = _load_run(args.checkpoint)
-    model = _rebuild_model(config, state, args.device)
-    dataset = build_dataset(args.dataset or config["dataset"], "val", data_dir=args.data_dir,
-                            size=config["image_size"], seed=config["seed"])
+    path = args.out or os.path.join(run_dir, "evaluation.json")
+    check_replaceable(path, EVALUATION, "--out")
+    model = _rebuild_model(config, state, device)
+    dataset = _build_dataset(args.dataset or config["dataset"], "val", data_dir=args.data_dir,
+                             size=config["image_size"], seed=config["seed"])
     if dataset.num_classes != config["num_classes"]:
-        raise ValueError(f"--dataset {args.dataset} has {dataset.num_classes} classes; the model predicts "
-                         f"{config['num_classes']}")
+        raise UserError(f"--dataset {args.dataset} has {dataset.num_classes} classes; the model predicts "
+                        f"{config['num_classes']}")
+    if dataset[0][0].shape[0] != config["in_channels"]:
+        raise UserError(f"--dataset {args.dataset} has {dataset[0][0].shape[0]}-channel images; the model reads "
+                        f"{config['in_channels']}")
     matrix = ConfusionMatrix(config["num_classes"], ignore_index=config["ignore_index"])
     boundary_scores = []
     for index in tqdm(range(len(dataset)), desc="evaluate", unit="image", disable=args.quiet):
         image, mask = dataset[index][:2]
-        probabilities = _predict(model, image, config, args.device, args.sliding_window, args.tta, args.crf)
+        probabilities = _predict(model, image, config, device, args.sliding_window, args.tta, args.crf)
         labels = probabilities.argmax(axis=0)
         matrix.update(labels[None], mask[None])
         boundary_scores.append(boundary_f1(labels[None], mask[None], config["num_classes"],
@@ -173,26 +272,44 @@ def evaluate(args) -> dict:
     result = {"miou": float(scores["miou"]), "mean_dice": float(scores["mean_dice"]),
               "pixel_accuracy": float(scores["pixel_accuracy"]), "boundary_f1": float(np.nanmean(boundary_scores)),
               "per_class_iou": {name: float(value) for name, value in zip(config["class_names"], scores["iou"])},
-              "images": len(dataset), "sliding_window": args.sliding_window, "tta": args.tta, "crf": args.crf}
+              "images": len(dataset), "sliding_window": args.sliding_window, "tta": args.tta, "crf": args.crf,
+              "checkpoint": os.path.join(run_dir, "checkpoint.npz"), WRITTEN_BY: EVALUATION}
     print(f"{'class':<20} {'IoU':>8}")
     for name, value in result["per_class_iou"].items():
         print(f"{name:<20} {value:8.4f}")
     print(f"mIoU {result['miou']:.4f} | mean Dice {result['mean_dice']:.4f} | pixel accuracy "
           f"{result['pixel_accuracy']:.4f} | boundary F1 {result['boundary_f1']:.4f} ({len(dataset)} images)")
-    path = args.out or os.path.join(run_dir, "evaluation.json")
-    _write_json(path, result)
+    write_json(path, result)
     print(f"written to {path}")
     return result
 
 
+MIN_IMAGE_SIDE = 16
+
+
 def _read_image(path, channels):
+    """An image file → float32 (channels, H, W) in [0, 1]; 16-bit greyscale is scaled by 1/65535, not clipped."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
+            image.load()
+            if image.mode.startswith("I;16") or image.mode == "I":
+                values = np.asarray(image).astype(np.float32)
+                if values.min() < 0 or values.max() > 65535:
+                    raise UserError(f"image {path} holds 32-bit values ({values.min():.0f}..{values.max():.0f}); "
+                                    "expected an 8- or 16-bit image")
+                grey = values / 65535.0
+                array = grey if channels == 1 else np.repeat(grey[..., None], 3, axis=-1)
+            elif image.mode == "F":
+                raise UserError(f"image {path} holds 32-bit floats (mode F); save it as an 8- or 16-bit image")
+            else:
+                array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32) / 255.0
     except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"cannot read image {path}: {error}") from None
+        raise UserError(f"cannot read image {path}: {error}") from None
+    if min(array.shape[:2]) < MIN_IMAGE_SIDE:
+        raise UserError(f"image {path} is {array.shape[1]}×{array.shape[0]}; the model needs at least "
+                        f"{MIN_IMAGE_SIDE}×{MIN_IMAGE_SIDE} pixels")
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
@@ -200,25 +317,35 @@ def predict(args) -> list:
     """Label PNGs (palette) and overlays for images, with a trained run."""
     from PIL import Image
 
+    device = _device(args.device)
+    _check_window(args)
     run_dir, config, state = _load_run(args.checkpoint)
-    model = _rebuild_model(config, state, args.device)
     out = args.out or os.path.join(run_dir, "predictions")
-    os.makedirs(out, exist_ok=True)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out} is a file; expected a folder for the predictions")
+    images, sources = [], {}
+    for path in args.images:  # every input is read, and every output checked, before anything is written
+        stem = os.path.splitext(os.path.basename(path))[0]
+        if stem in sources:
+            raise UserError(f"IMAGE {sources[stem]} and {path} would both write {stem}_labels.png; rename one "
+                            "or predict them in two runs with different --out")
+        sources[stem] = path
+        outputs = [os.path.join(out, f"{stem}_{kind}.png") for kind in ("labels", "overlay")]
+        for output in outputs:
+            check_replaceable(output, PREDICTION, "--out: the prediction")
+        images.append((path, _read_image(path, config["in_channels"]), outputs))
+    model = _rebuild_model(config, state, device)
     palette = np.zeros((256, 3), np.uint8)
     palette[:len(config["palette"])] = np.asarray(config["palette"], np.uint8)
     written = []
-    for path in args.images:
-        image = _read_image(path, config["in_channels"])
-        labels = _predict(model, image, config, args.device, args.sliding_window, args.tta).argmax(axis=0)
-        stem = os.path.splitext(os.path.basename(path))[0]
+    for path, image, (label_path, overlay_path) in images:
+        labels = _predict(model, image, config, device, args.sliding_window, args.tta).argmax(axis=0)
         label_image = Image.fromarray(labels.astype(np.uint8), mode="P")
         label_image.putpalette(palette.ravel().tolist())
-        label_path = os.path.join(out, f"{stem}_labels.png")
-        label_image.save(label_path)
+        write_png(label_path, label_image, PREDICTION)
         rgb = np.repeat(image, 3, axis=0) if image.shape[0] == 1 else image[:3]
         overlay = 0.55 * rgb.transpose(1, 2, 0) * 255 + 0.45 * palette[labels]
-        overlay_path = os.path.join(out, f"{stem}_overlay.png")
-        Image.fromarray(overlay.clip(0, 255).astype(np.uint8)).save(overlay_path)
+        write_png(overlay_path, Image.fromarray(overlay.clip(0, 255).astype(np.uint8)), PREDICTION)
         written += [label_path, overlay_path]
         print(f"{path} → {label_path}, {overlay_path}")
     return written
@@ -226,9 +353,9 @@ def predict(args) -> list:
 
 # ------------------------------------------------------------------ demo
 def _free_folder(base: str) -> str:
-    """``base``, or ``base-1``, ``base-2``… — the first that holds no run yet (a demo never overwrites one)."""
+    """``base``, or ``base-1``, ``base-2``… — the first a new run may go into (a demo never overwrites)."""
     candidate, number = base, 0
-    while os.path.exists(os.path.join(candidate, "checkpoint.npz")):
+    while new_run_problem(candidate):
         number += 1
         candidate = f"{base}-{number}"
     return candidate
@@ -240,6 +367,7 @@ def demo(args) -> dict:
     from .metrics import ConfusionMatrix
     from .viz import plot_examples
 
+    _require(isinstance(args.steps, int) and args.steps >= 1, "--steps", "a positive integer", args.steps)
     settings = argparse.Namespace(
         model="unet", dataset="cells", loss="weighted", width=0.25, backbone="resnet18", image_size=96,
         batch_size=8, lr=3e-3, optimizer="adamw", iters=args.steps, epochs=None, seed=args.seed, data_dir=None,
@@ -248,31 +376,76 @@ def demo(args) -> dict:
     matrix, rows = ConfusionMatrix(2), []
     for index in range(len(run["val_set"])):
         image, mask, weights = run["val_set"][index]
-        labels = _predict(run["model"].eval(), image, run["config"], args.device).argmax(axis=0)
+        labels = _predict(run["model"].eval(), image, run["config"], _device(args.device)).argmax(axis=0)
         matrix.update(labels[None], mask[None])
         if index < 3:
             rows.append({"image": image, "ground truth": mask, "prediction": labels, "weight map": weights})
     figure = plot_examples(rows, os.path.join(run["out"], "predictions.png"), "U-Net on held-out synthetic cells")
     scores = matrix.compute()
     foreground = {"foreground_iou": float(scores["iou"][1]), "foreground_dice": float(scores["dice"][1])}
-    _write_json(os.path.join(run["out"], "metrics.json"), {**run["metrics"], **foreground})
+    write_json(os.path.join(run["out"], "metrics.json"), {**run["metrics"], **foreground})
     print(f"cells: foreground IoU {foreground['foreground_iou']:.3f}, Dice {foreground['foreground_dice']:.3f} on "
           f"{len(run['val_set'])} held-out images; figure {figure}")
     return {**run, **foreground}
 
 
 # ------------------------------------------------------------------ command line
-def build_parser() -> argparse.ArgumentParser:
-    from .registry import DATASETS, LOSSES, MODELS
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except ``None`` (options whose default the help text states, or that have none)."""
 
-    formatter = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(prog="minseg", formatter_class=formatter,
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def _add_train_parser(commands, command) -> None:
+    from .registry import DATASETS, LOSSES, MODELS
+    from .runs import BACKBONES, OPTIMIZERS
+
+    sub = command("train", "train a model of the chapter on a dataset")
+    resumed = "; on --resume, the run's"
+
+    def setting(flag, help_text, **kwargs):
+        key = flag[2:].replace("-", "_")
+        sub.add_argument(flag, help=f"{help_text} (default: {TRAIN_DEFAULTS[key]}{resumed})", **kwargs)
+
+    setting("--model", "architecture", choices=MODELS)
+    setting("--dataset", "training data", choices=DATASETS)
+    sub.add_argument("--data-dir", help="folder holding the dataset (else $MINSEG_DATA, else ../shared/data)")
+    setting("--loss", "training loss", choices=LOSSES)
+    length = sub.add_mutually_exclusive_group()
+    length.add_argument("--iters", type=int, metavar="N",
+                        help=f"optimizer steps in all (default: {DEFAULT_EPOCHS} epochs{resumed} length). With "
+                             "--resume, a larger N extends the run, and its poly learning-rate schedule is "
+                             "stretched to N steps, as if N had been planned from the start")
+    length.add_argument("--epochs", type=int, metavar="E",
+                        help=f"passes over the training set instead of --iters (default: {DEFAULT_EPOCHS}); with "
+                             "--resume counted from the run's start, like --iters")
+    setting("--batch-size", "images per optimizer step", type=int)
+    setting("--lr", "peak learning rate of the poly schedule", type=float)
+    setting("--optimizer", "optimizer", choices=OPTIMIZERS)
+    setting("--width", f"channel multiplier in (0, {MAX_WIDTH}]; 1.0 = the paper's widths", type=float)
+    setting("--backbone", "encoder of DeepLab v2/v3/v3+", choices=BACKBONES)
+    setting("--image-size", "synthetic image size / training crop size", type=int)
+    sub.add_argument("--no-augment", action="store_true", default=None,
+                     help="no flips / elastic deformation / crops (default: augment; on --resume, the run's)")
+    setting("--seed", "seed of the weights, the data order and the augmentation", type=int)
+    sub.add_argument("--out", help="run folder: a new or empty one (default: runs/MODEL-DATASET)")
+    sub.add_argument("--resume", action="store_true",
+                     help="continue the run in --out from its checkpoint, with the settings in its config.json: "
+                          "an option that would change them is refused, except --iters/--epochs, which extend it")
+    sub.set_defaults(run=train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .registry import DATASETS
+
+    parser = argparse.ArgumentParser(prog="minseg", formatter_class=_Formatter,
                                      description="Semantic segmentation from scratch on NumPy/CuPy (chapter 7).")
     parser.add_argument("--version", action="version", version=f"minseg {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def command(name, help_text):
-        sub = commands.add_parser(name, help=help_text, description=help_text, formatter_class=formatter)
+        sub = commands.add_parser(name, help=help_text, description=help_text, formatter_class=_Formatter)
         sub.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
         return sub
@@ -283,26 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=int, default=0)
     sub.set_defaults(run=demo)
 
-    sub = command("train", "train a model of the chapter on a dataset")
-    sub.add_argument("--model", choices=MODELS, default="unet")
-    sub.add_argument("--dataset", choices=DATASETS, default="cells")
-    sub.add_argument("--data-dir", help="folder holding the dataset (else $MINSEG_DATA, else ../shared/data)")
-    sub.add_argument("--loss", choices=LOSSES, default="ce")
-    length = sub.add_mutually_exclusive_group()
-    length.add_argument("--iters", type=int, help="optimizer steps")
-    length.add_argument("--epochs", type=int, default=5, help="passes over the training set (if --iters is not given)")
-    sub.add_argument("--batch-size", type=int, default=8)
-    sub.add_argument("--lr", type=float, default=1e-3)
-    sub.add_argument("--optimizer", choices=("adamw", "sgd"), default="adamw")
-    sub.add_argument("--width", type=float, default=0.25, help="channel multiplier (1.0 = the paper's widths)")
-    sub.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50", "resnet101"), default="resnet18",
-                     help="encoder of DeepLab v2/v3/v3+")
-    sub.add_argument("--image-size", type=int, default=128, help="synthetic image size / training crop size")
-    sub.add_argument("--no-augment", action="store_true", help="no flips / elastic deformation / crops")
-    sub.add_argument("--seed", type=int, default=0)
-    sub.add_argument("--out", help="run folder (default runs/MODEL-DATASET)")
-    sub.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    sub.set_defaults(run=train)
+    _add_train_parser(commands, command)
 
     for name, function, help_text in (("evaluate", evaluate, "score a trained run on a validation split"),
                                       ("predict", predict, "write label PNGs and overlays for images")):
@@ -310,12 +464,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--checkpoint", required=True, help="a run folder or its checkpoint.npz")
         sub.add_argument("--sliding-window", type=int, metavar="SIZE", help="predict in SIZE×SIZE windows (§7.7.1)")
         sub.add_argument("--tta", action="store_true", help="average with the horizontally flipped image (§7.7.2)")
-        sub.add_argument("--out", help="output file (evaluate) or folder (predict)")
         if name == "evaluate":
+            sub.add_argument("--out", help="output JSON: new, or an earlier evaluation (default: "
+                                           "RUN/evaluation.json)")
             sub.add_argument("--dataset", choices=DATASETS, help="default: the dataset the run was trained on")
             sub.add_argument("--data-dir")
             sub.add_argument("--crf", action="store_true", help="refine with the dense CRF (§7.4.4)")
         else:
+            sub.add_argument("--out", help="output folder (default: RUN/predictions)")
             sub.add_argument("images", nargs="+", metavar="IMAGE")
         sub.set_defaults(run=function)
     from .data.fetch import add_subcommand  # minseg data fetch NAME | minseg data list
@@ -324,13 +480,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .data.fetch import FetchError  # the data command's own user-error type
+
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
     except KeyboardInterrupt:
         print("minseg: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ValueError, FileNotFoundError, RuntimeError, TypeError) as error:
+    except (UserError, FetchError) as error:
         message = " ".join(str(error).split())  # one line, whatever the message's layout
         print(f"minseg {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR

@@ -11,6 +11,7 @@ from . import losses
 from .data import (ADE20K, ISBI2012, CamVid, Cityscapes, Compose, ElasticDeformation, MultiClassShapes, RandomCrop,
                    RandomFlip, TouchingCells, VOCSegmentation, data_root)
 from .models import FCN8s, FCN16s, FCN32s, DeepLabV1, DeepLabV2, DeepLabV3, DeepLabV3Plus, UNet
+from .models.backbones import scale_channels
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "unet", "deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
 DATASETS = ("cells", "shapes", "isbi2012", "camvid", "voc", "cityscapes", "ade20k")
@@ -19,11 +20,12 @@ SYNTHETIC = ("cells", "shapes")
 
 
 def build_model(name: str, in_channels: int, num_classes: int, width: float = 0.25, backbone: str = "resnet18"):
-    """A model of the chapter by name; ``width`` scales every channel count (1.0 = the paper's widths)."""
+    """A model of the chapter by name; ``width`` > 0 scales every channel count (1.0 = the paper's widths;
+    each count is rounded and at least 1, ``scale_channels``)."""
     if name.startswith("fcn"):
         return {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s}[name](num_classes, width, in_channels)
     if name == "unet":
-        return UNet(in_channels, num_classes, base_channels=max(4, round(64 * width)), depth=4, padding="same",
+        return UNet(in_channels, num_classes, base_channels=scale_channels(64, width), depth=4, padding="same",
                     batch_norm=True)
     if name == "deeplabv1":
         return DeepLabV1(num_classes, in_channels, width, output_stride=8)
