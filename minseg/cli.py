@@ -9,7 +9,6 @@ nothing. A problem with the user's input ends the command with one line on stder
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -18,29 +17,18 @@ import numpy as np
 
 from . import __version__
 from .errors import UserError
-from .runs import (MAX_IMAGE_SIZE, MAX_WIDTH, WRITTEN_BY, check_replaceable, checkpoint_path, load_checkpoint,
-                   new_run_problem, read_config, write_json, write_png)
+from .runs import (DEFAULT_EPOCHS, MAX_IMAGE_SIZE, MAX_WIDTH, TRAIN_DEFAULTS, WRITTEN_BY, check_replaceable,
+                   check_settings, checkpoint_path, load_checkpoint, new_run_problem, read_config, require,
+                   resolve_settings, run_length, write_json, write_png)
 
 EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 EVALUATION, PREDICTION = "minseg evaluate", "minseg predict"
-TRAIN_DEFAULTS = {"model": "unet", "dataset": "cells", "loss": "ce", "batch_size": 8, "lr": 1e-3, "optimizer": "adamw",
-                  "width": 0.25, "backbone": "resnet18", "image_size": 128, "seed": 0, "augment": True}
-DEFAULT_EPOCHS = 5
-
-
-def _flag(key: str) -> str:
-    return "--no-augment" if key == "augment" else "--" + key.replace("_", "-")
-
-
-def _require(ok: bool, option: str, expected: str, value) -> None:
-    if not ok:
-        raise UserError(f"{option} must be {expected}; got {value!r}")
-
-
 def _device(device: str) -> str:
-    from .backend import canonical_device
+    """``--device`` checked by moving a number there (CuPy missing, no such GPU…)."""
+    from .backend import canonical_device, to_device
 
     try:
+        to_device(np.zeros(1), device)
         return canonical_device(device)
     except (ValueError, RuntimeError, TypeError) as error:
         raise UserError(f"--device {device}: {error}") from None
@@ -76,55 +64,6 @@ def _load_run(checkpoint: str):
 
 
 # ------------------------------------------------------------------ train
-def _settings(args, config=None) -> dict:
-    """The run's settings: the options given, else (on --resume) the run's config.json, else the defaults.
-    Resuming with an option that differs from the run's config is refused, naming the option."""
-    given = {key: getattr(args, key) for key in TRAIN_DEFAULTS if key != "augment"}
-    given["augment"] = False if args.no_augment else None
-    if config is None:
-        return {key: TRAIN_DEFAULTS[key] if value is None else value for key, value in given.items()}
-    for key, value in given.items():
-        if value is not None and key in config and value != config[key]:
-            shown = _flag(key) if key == "augment" else f"{_flag(key)} {value}"
-            raise UserError(f"{shown} differs from the run's {key} = {config[key]!r} (config.json in {args.out}); "
-                            "a resumed run keeps its settings: only --iters/--epochs may change, to extend it")
-    return {key: config.get(key, TRAIN_DEFAULTS[key]) for key in TRAIN_DEFAULTS}
-
-
-def _check_settings(settings: dict, args) -> None:
-    from .registry import input_multiple
-
-    for option, value in (("--iters", args.iters), ("--epochs", args.epochs), ("--batch-size", settings["batch_size"])):
-        if value is not None:
-            _require(value >= 1, option, "a positive integer", value)
-    lr, width, size = settings["lr"], settings["width"], settings["image_size"]
-    _require(math.isfinite(lr) and lr > 0, "--lr", "a positive finite number", lr)
-    _require(math.isfinite(width) and 0 < width <= MAX_WIDTH, "--width", f"in (0, {MAX_WIDTH}]", width)
-    _require(8 <= size <= MAX_IMAGE_SIZE, "--image-size", f"in [8, {MAX_IMAGE_SIZE}]", size)
-    _require(settings["seed"] >= 0, "--seed", "a non-negative integer", settings["seed"])
-    multiple = input_multiple(settings["model"])
-    if size % multiple:
-        raise UserError(f"--image-size {size} must be a multiple of {multiple} for {settings['model']}")
-
-
-def _run_length(args, config, done, steps_per_epoch) -> int:
-    """Total optimizer steps: --iters, or --epochs × batches per epoch, or (resuming) the run's, or 5 epochs."""
-    if args.iters is not None:
-        steps, option = args.iters, f"--iters {args.iters}"
-    elif args.epochs is not None:
-        steps, option = args.epochs * steps_per_epoch, f"--epochs {args.epochs} ({args.epochs * steps_per_epoch} steps)"
-    elif config is not None:
-        steps, option = config["steps"], None
-    else:
-        return DEFAULT_EPOCHS * steps_per_epoch
-    if config is not None and steps < done:
-        raise UserError(f"{option} is fewer than the {done} steps the run in {args.out} has done")
-    if config is not None and steps == done:
-        raise UserError(f"the run in {args.out} has done all its {done} steps; pass --iters N with N > {done} to "
-                        "extend it")
-    return steps
-
-
 def train(args) -> dict:
     """Train a model on a dataset; returns the final metrics (also written to metrics.json)."""
     import minseg
@@ -149,8 +88,8 @@ def train(args) -> dict:
             raise UserError(f"--resume: the checkpoint in {args.out} has no valid step count (got {done!r:.40})")
     elif new_run_problem(args.out):
         raise UserError(new_run_problem(args.out))
-    settings = _settings(args, config)
-    _check_settings(settings, args)
+    settings = resolve_settings(args, config)
+    check_settings(settings, args)
     name, weighted = settings["dataset"], settings["loss"] == "weighted"
     common = dict(data_dir=args.data_dir, size=settings["image_size"], weight_maps=weighted, seed=settings["seed"])
     train_set = _build_dataset(name, "train", augment=settings["augment"], **common)
@@ -160,12 +99,15 @@ def train(args) -> dict:
         raise UserError(f"--batch-size {batch_size} is larger than the training set ({len(train_set)} images of "
                         f"{name}); every batch must be full")
     image = train_set[0][0]
+    for key, value in (("in_channels", int(image.shape[0])), ("num_classes", int(train_set.num_classes))):
+        if config is not None and config[key] != value:
+            raise UserError(f"--resume: config.json in {args.out} has {key} = {config[key]}, but {name} gives {value}")
     minseg.manual_seed(settings["seed"])
     model = build_model(settings["model"], image.shape[0], train_set.num_classes, settings["width"],
                         settings["backbone"])
     train_loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=True, seed=settings["seed"], prefetch=2)
     val_loader = DataLoader(val_set, batch_size if name in ("cells", "shapes", "isbi2012") else 1)
-    steps = _run_length(args, config, int(done), len(train_loader))
+    steps = run_length(args, config, int(done), len(train_loader))
     lr = settings["lr"]
     optimizer = (AdamW(model.parameters(), lr=lr, weight_decay=1e-4) if settings["optimizer"] == "adamw"
                  else SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4))
@@ -235,7 +177,7 @@ def _predict(model, image, config, device, sliding_window=None, use_tta=False, u
 
 def _check_window(args) -> None:
     if args.sliding_window is not None:
-        _require(1 <= args.sliding_window <= MAX_IMAGE_SIZE, "--sliding-window", f"in [1, {MAX_IMAGE_SIZE}]",
+        require(1 <= args.sliding_window <= MAX_IMAGE_SIZE, "--sliding-window", f"in [1, {MAX_IMAGE_SIZE}]",
                  args.sliding_window)
 
 
@@ -367,7 +309,7 @@ def demo(args) -> dict:
     from .metrics import ConfusionMatrix
     from .viz import plot_examples
 
-    _require(isinstance(args.steps, int) and args.steps >= 1, "--steps", "a positive integer", args.steps)
+    require(isinstance(args.steps, int) and args.steps >= 1, "--steps", "a positive integer", args.steps)
     settings = argparse.Namespace(
         model="unet", dataset="cells", loss="weighted", width=0.25, backbone="resnet18", image_size=96,
         batch_size=8, lr=3e-3, optimizer="adamw", iters=args.steps, epochs=None, seed=args.seed, data_dir=None,

@@ -12,7 +12,8 @@ and ``predictions/``. The command line only ever
   command leaves the previous version.
 
 Everything read back (config.json, checkpoint.npz) is checked before it is used, and every problem is
-a ``UserError`` naming the file, what was expected and what was found.
+a ``UserError`` naming the file, what was expected and what was found. The settings of ``minseg train``
+come from its options, else (on ``--resume``) from the run's config.json, else from ``TRAIN_DEFAULTS``.
 """
 
 from __future__ import annotations
@@ -179,3 +180,70 @@ def _check_config(config: dict, path: str) -> None:
             raise UserError(f"{path}: {name} must be {expected}; got {config[name]!r:.80}")
     if "augment" in config and not isinstance(config["augment"], bool):
         raise UserError(f"{path}: augment must be true or false; got {config['augment']!r:.80}")
+
+
+# ------------------------------------------------------------------ the settings of a run
+TRAIN_DEFAULTS = {"model": "unet", "dataset": "cells", "loss": "ce", "batch_size": 8, "lr": 1e-3, "optimizer": "adamw",
+                  "width": 0.25, "backbone": "resnet18", "image_size": 128, "seed": 0, "augment": True}
+DEFAULT_EPOCHS = 5
+
+
+def flag(key: str) -> str:
+    """The ``minseg train`` option of a setting: "batch_size" → "--batch-size"."""
+    return "--no-augment" if key == "augment" else "--" + key.replace("_", "-")
+
+
+def require(ok: bool, option: str, expected: str, value) -> None:
+    """A UserError "OPTION must be EXPECTED; got VALUE" unless ``ok``."""
+    if not ok:
+        raise UserError(f"{option} must be {expected}; got {value!r}")
+
+
+def resolve_settings(args, config=None) -> dict:
+    """The run's settings: the options given, else (on --resume) the run's config.json, else the defaults.
+    Resuming with an option that differs from the run's config is refused, naming the option."""
+    given = {key: getattr(args, key) for key in TRAIN_DEFAULTS if key != "augment"}
+    given["augment"] = False if args.no_augment else None
+    if config is None:
+        return {key: TRAIN_DEFAULTS[key] if value is None else value for key, value in given.items()}
+    for key, value in given.items():
+        if value is not None and key in config and value != config[key]:
+            shown = flag(key) if key == "augment" else f"{flag(key)} {value}"
+            raise UserError(f"{shown} differs from the run's {key} = {config[key]!r} (config.json in {args.out}); "
+                            "a resumed run keeps its settings: only --iters/--epochs may change, to extend it")
+    return {key: config.get(key, TRAIN_DEFAULTS[key]) for key in TRAIN_DEFAULTS}
+
+
+def check_settings(settings: dict, args) -> None:
+    """Every setting and the run length in range, before anything is built or written."""
+    from .registry import input_multiple
+
+    for option, value in (("--iters", args.iters), ("--epochs", args.epochs), ("--batch-size", settings["batch_size"])):
+        if value is not None:
+            require(value >= 1, option, "a positive integer", value)
+    lr, width, size = settings["lr"], settings["width"], settings["image_size"]
+    require(math.isfinite(lr) and lr > 0, "--lr", "a positive finite number", lr)
+    require(math.isfinite(width) and 0 < width <= MAX_WIDTH, "--width", f"in (0, {MAX_WIDTH}]", width)
+    require(8 <= size <= MAX_IMAGE_SIZE, "--image-size", f"in [8, {MAX_IMAGE_SIZE}]", size)
+    require(settings["seed"] >= 0, "--seed", "a non-negative integer", settings["seed"])
+    multiple = input_multiple(settings["model"])
+    if size % multiple:
+        raise UserError(f"--image-size {size} must be a multiple of {multiple} for {settings['model']}")
+
+
+def run_length(args, config, done, steps_per_epoch) -> int:
+    """Total optimizer steps: --iters, or --epochs × batches per epoch, or (resuming) the run's, or 5 epochs."""
+    if args.iters is not None:
+        steps, option = args.iters, f"--iters {args.iters}"
+    elif args.epochs is not None:
+        steps, option = args.epochs * steps_per_epoch, f"--epochs {args.epochs} ({args.epochs * steps_per_epoch} steps)"
+    elif config is not None:
+        steps, option = config["steps"], None
+    else:
+        return DEFAULT_EPOCHS * steps_per_epoch
+    if config is not None and steps < done:
+        raise UserError(f"{option} is fewer than the {done} steps the run in {args.out} has done")
+    if config is not None and steps == done:
+        raise UserError(f"the run in {args.out} has done all its {done} steps; pass --iters N with N > {done} to "
+                        "extend it")
+    return steps
