@@ -293,3 +293,11 @@ def test_a_bug_is_not_swallowed_into_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(registry, "build_model", broken_build_model)
     with pytest.raises(TypeError, match="a bug in minseg"):
         run("train", *S, "--iters", 1, "--out", tmp_path / "run")
+
+
+def test_help_says_how_resume_extends_a_run(capsys):
+    with pytest.raises(SystemExit):
+        run("train", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a larger N extends the run, and its poly learning-rate schedule is stretched to N steps" in text
+    assert "an option that would change them is refused, except --iters/--epochs" in text

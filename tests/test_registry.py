@@ -30,3 +30,15 @@ def test_validation_samples_are_not_augmented():
     clean = val[0]
     for got, expected in zip((image, mask, weights), clean):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_unet_width_is_scaled_like_the_other_models_not_clamped():
+    """U-Net's first layer has round(64 · width) channels (at least 1), as ``scale_channels`` gives every
+    model; a width of 0 is an error, not silently 4 channels."""
+    from minseg.registry import build_model
+
+    for width, channels in ((0.25, 16), (0.0625, 4), (0.03, 2), (0.001, 1)):
+        first = next(iter(build_model("unet", 1, 2, width).state_dict().values()))
+        assert first.shape[0] == channels, width
+    with pytest.raises(ValueError, match="width must be positive; got width=0"):
+        build_model("unet", 1, 2, 0)
