@@ -191,7 +191,7 @@ def evaluate(args) -> dict:
     _check_window(args)
     run_dir, config, state = _load_run(args.checkpoint)
     path = args.out or os.path.join(run_dir, "evaluation.json")
-    check_replaceable(path, EVALUATION, "--out")
+    check_replaceable(path, EVALUATION, "--out", legacy_keys=("miou", "per_class_iou", "sliding_window", "tta", "crf"))
     model = _rebuild_model(config, state, device)
     dataset = _build_dataset(args.dataset or config["dataset"], "val", data_dir=args.data_dir,
                              size=config["image_size"], seed=config["seed"])

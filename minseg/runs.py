@@ -26,8 +26,7 @@ from numbers import Integral, Real
 from .errors import UserError
 from .serialization import atomic_write
 
-RUN_FILES = ("config.json", "checkpoint.npz", "history.json", "curves.png", "metrics.json", "predictions.png",
-             "evaluation.json")
+RUN_FILES = ("config.json", "checkpoint.npz", "history.json", "curves.png", "metrics.json", "predictions.png")
 WRITTEN_BY = "written_by"
 MAX_WIDTH, MAX_IMAGE_SIZE, MAX_CLASSES = 4.0, 4096, 1024
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
@@ -50,8 +49,9 @@ def write_png(path, image, mark: str) -> None:
     atomic_write(path, lambda file: image.save(file, format="PNG", pnginfo=info))
 
 
-def is_ours(path, mark: str) -> bool:
-    """Whether the file at ``path`` carries ``mark``: a JSON object's ``written_by``, a PNG's "Software"."""
+def is_ours(path, mark: str, legacy_keys=()) -> bool:
+    """Whether the file at ``path`` carries ``mark``: a JSON object's ``written_by``, a PNG's "Software";
+    or, for files of earlier versions that had no mark, a JSON object with all of ``legacy_keys``."""
     try:
         if str(path).endswith(".png"):
             from PIL import Image
@@ -60,16 +60,17 @@ def is_ours(path, mark: str) -> bool:
                 return image.info.get("Software") == mark
         with open(path) as file:
             data = json.load(file)
-        return isinstance(data, dict) and data.get(WRITTEN_BY) == mark
+        return isinstance(data, dict) and (data.get(WRITTEN_BY) == mark or bool(legacy_keys) and
+                                           all(key in data for key in legacy_keys))
     except (OSError, ValueError):
         return False
 
 
-def check_replaceable(path, mark: str, option: str) -> None:
-    """Refuse to write ``path`` unless it is new or a file of ours with ``mark`` (which is then replaced)."""
+def check_replaceable(path, mark: str, option: str, legacy_keys=()) -> None:
+    """Refuse to write ``path`` unless it is new or a file of ours (``is_ours``), which is then replaced."""
     if os.path.isdir(path):
         raise UserError(f"{option} {path} is a folder; expected a file path")
-    if not os.path.exists(path) or is_ours(path, mark):
+    if not os.path.exists(path) or is_ours(path, mark, legacy_keys):
         return
     name = os.path.basename(path)
     what = f"a run's own {name}" if name in RUN_FILES else "a file minseg did not write"

@@ -301,3 +301,14 @@ def test_help_says_how_resume_extends_a_run(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "a larger N extends the run, and its poly learning-rate schedule is stretched to N steps" in text
     assert "an option that would change them is refused, except --iters/--epochs" in text
+
+
+def test_an_evaluation_of_an_earlier_version_may_be_replaced_but_not_a_look_alike(workspace, tmp_path, capsys):
+    copy = _copy_of_base(workspace, tmp_path)
+    earlier = {"miou": 0.5, "per_class_iou": {}, "sliding_window": None, "tta": False, "crf": False}  # no mark
+    (copy / "evaluation.json").write_text(json.dumps(earlier))
+    assert run("evaluate", "--checkpoint", copy, "--quiet") == 0
+    assert json.loads((copy / "evaluation.json").read_text())["written_by"] == "minseg evaluate"
+    (copy / "evaluation.json").write_text(json.dumps({"miou": "my own notes"}))
+    refused(tmp_path, capsys, ["evaluate", "--checkpoint", copy, "--quiet"],
+            r"evaluation.json exists and is a file minseg did not write")
