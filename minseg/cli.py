@@ -64,6 +64,18 @@ def _load_run(checkpoint: str):
 
 
 # ------------------------------------------------------------------ train
+def _open_run(out: str):
+    """The run in ``out`` to resume → (its checked config, its checkpoint, the steps it has made)."""
+    path = os.path.join(out, "checkpoint.npz")
+    if not os.path.isfile(path):
+        raise UserError(f"--resume: no checkpoint.npz in {out}")
+    config, state = read_config(out), load_checkpoint(path, "--resume")
+    done = state.get("step")
+    if not isinstance(done, (int, np.integer)) or done < 1:
+        raise UserError(f"--resume: the checkpoint in {out} has no valid step count (got {done!r:.40})")
+    return config, state, int(done)
+
+
 def train(args) -> dict:
     """Train a model on a dataset; returns the final metrics (also written to metrics.json)."""
     import minseg
@@ -76,18 +88,9 @@ def train(args) -> dict:
     device = _device(args.device)
     args.out = args.out or os.path.join("runs", f"{args.model or TRAIN_DEFAULTS['model']}-"
                                                 f"{args.dataset or TRAIN_DEFAULTS['dataset']}")
-    config = state = None
-    done = 0  # steps the run has made
-    if args.resume:
-        path = os.path.join(args.out, "checkpoint.npz")
-        if not os.path.isfile(path):
-            raise UserError(f"--resume: no checkpoint.npz in {args.out}")
-        config, state = read_config(args.out), load_checkpoint(path, "--resume")
-        done = state.get("step")
-        if not isinstance(done, (int, np.integer)) or done < 1:
-            raise UserError(f"--resume: the checkpoint in {args.out} has no valid step count (got {done!r:.40})")
-    elif new_run_problem(args.out):
-        raise UserError(new_run_problem(args.out))
+    config, state, done = _open_run(args.out) if args.resume else (None, None, 0)
+    if not args.resume and (problem := new_run_problem(args.out)):
+        raise UserError(problem)
     settings = resolve_settings(args, config)
     check_settings(settings, args)
     name, weighted = settings["dataset"], settings["loss"] == "weighted"
@@ -107,7 +110,7 @@ def train(args) -> dict:
                         settings["backbone"])
     train_loader = DataLoader(train_set, batch_size, shuffle=True, drop_last=True, seed=settings["seed"], prefetch=2)
     val_loader = DataLoader(val_set, batch_size if name in ("cells", "shapes", "isbi2012") else 1)
-    steps = run_length(args, config, int(done), len(train_loader))
+    steps = run_length(args, config, done, len(train_loader))
     lr = settings["lr"]
     optimizer = (AdamW(model.parameters(), lr=lr, weight_decay=1e-4) if settings["optimizer"] == "adamw"
                  else SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4))
