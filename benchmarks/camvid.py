@@ -84,7 +84,7 @@ def score(predictions, masks):
     matrix.update(predictions, masks)
     scores = matrix.compute()
     return {"val mIoU": float(scores["miou"]), "pixel acc": float(scores["pixel_accuracy"]),
-            "class acc": float(scores["mean_class_accuracy"])}
+            "class acc": float(scores["mean_class_accuracy"]), "class IoU": [float(v) for v in scores["iou"]]}
 
 
 def describe(args):

@@ -239,7 +239,7 @@ def plot_losses(results, path, title):
 
 def print_table(task, args, results, prep_seconds):
     """The comparison: metrics, final loss and times per framework, then the differences."""
-    names = list(next(iter(results.values()))["metrics"])
+    names = [name for name, value in next(iter(results.values()))["metrics"].items() if isinstance(value, float)]
     width = max(12, *(len(n) + 1 for n in names))
     header = f"{'framework':<10}" + "".join(f"{n:>{width}}" for n in names) + \
         f"{'final loss':>11}{'train s':>9}{'s/step':>8}{'eval s':>8}"
