@@ -117,3 +117,27 @@ def scatter_add(target, index, values) -> None:
         cupyx.scatter_add(target, index, values)
     else:
         np.add.at(target, index, values)
+
+
+def reuse_freed_memory() -> bool:
+    """Let glibc keep freed large blocks for reuse instead of handing them back to the system.
+
+    By default glibc unmaps every freed block above its mmap threshold (at most 32 MiB), so the next array
+    of that size — a training step makes the same large activations and gradients again and again —
+    page-faults its memory in afresh, which on this kind of VM costs 2–3× the arithmetic of an elementwise
+    op. Raising the mmap and trim thresholds (glibc's ``mallopt``) keeps that memory in the process. It is
+    a process-wide setting, so the library never applies it by itself: ``minseg train``/``demo`` call it,
+    and so may a script or notebook (``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` set in the
+    environment do the same for any program). Returns False where there is no glibc (nothing changes).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    return bool(mallopt(m_mmap_threshold, 2**30)) and bool(mallopt(m_trim_threshold, 2**31 - 1))

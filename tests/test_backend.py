@@ -41,3 +41,16 @@ def test_round_trip_through_the_gpu(gpu):
     assert on_gpu.device == gpu and get_array_module(on_gpu) is not np
     assert on_gpu.cpu().tolist() == x.tolist()
     assert minseg.get_array_module(on_gpu).__name__ == "cupy"
+
+
+def test_reuse_freed_memory_applies_on_glibc():
+    """glibc's mallopt accepts both thresholds (True); elsewhere the call is a harmless False."""
+    import platform
+
+    applied = minseg.reuse_freed_memory()
+    assert isinstance(applied, bool)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert applied
+    big = np.ones((64, 2**16), np.float32)  # allocating and freeing large arrays still works afterwards
+    del big
+    assert np.ones((64, 2**16), np.float32).sum() == 64 * 2**16
