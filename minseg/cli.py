@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from . import __version__
+from .backend import reuse_freed_memory
 from .errors import UserError
 from .runs import (DEFAULT_EPOCHS, MAX_IMAGE_SIZE, MAX_WIDTH, TRAIN_DEFAULTS, WRITTEN_BY, check_replaceable,
                    check_settings, checkpoint_path, load_checkpoint, new_run_problem, read_config, require,
@@ -425,15 +426,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .data.fetch import FetchError  # the data command's own user-error type
-
     args = build_parser().parse_args(argv)
+    reuse_freed_memory()  # a training step makes the same big arrays again and again; keep their pages
     try:
         args.run(args)
     except KeyboardInterrupt:
         print("minseg: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (UserError, FetchError) as error:
+    except UserError as error:
         message = " ".join(str(error).split())  # one line, whatever the message's layout
         print(f"minseg {args.command}: error: {message}", file=sys.stderr)
         return EXIT_ERROR

@@ -30,11 +30,13 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from ..errors import UserError
+
 CHUNK = 1 << 20
 DOWNLOADS = ".downloads"
 
 
-class FetchError(RuntimeError):
+class FetchError(UserError):
     """A fetch that could not finish; the message is one line that says what happened and what to do."""
 
 
