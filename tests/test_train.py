@@ -115,45 +115,29 @@ def test_non_finite_loss_stops_and_keeps_the_last_checkpoint(tmp_path):
         np.testing.assert_array_equal(value.numpy(), checkpoint["model"][name], err_msg=name)
 
 
-def test_ctrl_c_finishes_the_step_saves_and_stops(tmp_path):
+@pytest.mark.parametrize("signal_number, at_step", [(signal.SIGINT, 3), (signal.SIGTERM, 2)], ids=["ctrl-c", "sigterm"])
+def test_a_stop_signal_finishes_the_step_saves_and_stops(signal_number, at_step, tmp_path, capsys):
+    """Ctrl-C, or SIGTERM as a job scheduler ends a job: the step finishes, the checkpoint is saved, and the
+    handlers are those from before fit() again (SIG_IGN when the suite runs in the background)."""
     minseg.manual_seed(0)
     model = small_cnn()
     calls = {"n": 0}
 
-    def loss_with_interrupt(logits, target):
+    def loss_with_signal(logits, target):
         calls["n"] += 1
-        if calls["n"] == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during step 3
+        if calls["n"] == at_step:
+            os.kill(os.getpid(), signal_number)
         return F.cross_entropy(logits, target)
 
-    trainer = Trainer(model, loss_with_interrupt, SGD(model.parameters(), lr=0.1), DataLoader(Squares(8), 4),
+    trainer = Trainer(model, loss_with_signal, SGD(model.parameters(), lr=0.1), DataLoader(Squares(8), 4),
                       max_steps=10, out_dir=tmp_path, progress=False)
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)  # SIG_IGN when run in the background
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
-    assert minseg.load(tmp_path / "checkpoint.npz")["step"] == 3
+    assert minseg.load(tmp_path / "checkpoint.npz")["step"] == at_step
+    if signal_number == signal.SIGTERM:
+        assert f"stopped by SIGTERM at step {at_step}: checkpoint saved" in capsys.readouterr().out
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
-
-
-def test_sigterm_is_handled_like_ctrl_c(tmp_path, capsys):
-    minseg.manual_seed(0)
-    model = small_cnn()
-    calls = {"n": 0}
-
-    def loss_with_sigterm(logits, target):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            os.kill(os.getpid(), signal.SIGTERM)  # as a job scheduler ends a job
-        return F.cross_entropy(logits, target)
-
-    trainer = Trainer(model, loss_with_sigterm, SGD(model.parameters(), lr=0.1), DataLoader(Squares(8), 4),
-                      max_steps=10, out_dir=tmp_path, progress=False)
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(KeyboardInterrupt):
-        trainer.fit()
-    assert minseg.load(tmp_path / "checkpoint.npz")["step"] == 2
-    assert "stopped by SIGTERM at step 2: checkpoint saved" in capsys.readouterr().out
-    assert signal.getsignal(signal.SIGTERM) == before
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered")
