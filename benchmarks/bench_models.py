@@ -2,7 +2,7 @@
 model, time and peak memory, one process per framework, alternated over rounds.
 
     python benchmarks/bench_models.py [--threads 2] [--repeats 3] [--rounds 3] [--device cpu|cuda]
-                                      [--malloc default|reuse] [--quick]
+                                      [--malloc default|reuse] [--models PREFIX ...] [--quick]
 
 A step is forward, per-pixel cross-entropy, backward and an SGD (momentum) update. Both models get the
 same weights (torch's initialisation copied into minseg through ``load_state_dict``) and the same batch.
@@ -17,7 +17,8 @@ import sys
 
 from common import alternate, header, median_of, parse_args, ratio, synchronize, time_calls
 
-ARGS = parse_args(__doc__)
+ARGS = parse_args(__doc__, extra=lambda p: p.add_argument(
+    "--models", nargs="+", metavar="PREFIX", help="only the models whose names start with these (default: all)"))
 
 MODELS = {  # name: (batch shape, number of classes)
     "U-Net base 32": ((4, 1, 256, 256), 2),
@@ -26,6 +27,8 @@ MODELS = {  # name: (batch shape, number of classes)
 }
 if ARGS.quick:
     MODELS = {name: ((2, shape[1], 64, 64), classes) for name, (shape, classes) in MODELS.items()}
+if ARGS.models:
+    MODELS = {name: spec for name, spec in MODELS.items() if any(name.startswith(p) for p in ARGS.models)}
 
 
 def build(name, framework, classes):
