@@ -116,3 +116,22 @@ def header(args, what):
 
 def ratio(ours, theirs, idle):
     return f"{ours / theirs:6.2f}" if idle else f"{'-':>6}"
+
+
+def median_times(functions: dict, repeats: int, device="cpu", rounds: int = 3) -> dict:
+    """Median seconds of each function, in one process (for comparisons where both sides are minseg or
+    need no separate process, as bench_crf.py's): each round times every function in a warm block of
+    ``repeats`` calls, and rounds alternate the blocks so drift hits all functions alike."""
+    import numpy as np
+
+    times = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, fn in functions.items():
+            fn()
+            synchronize(device)
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                synchronize(device)
+                times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(samples)) for name, samples in times.items()}
