@@ -18,7 +18,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 import minseg  # noqa: E402
-from minseg.crf import dense_crf  # noqa: E402
+from minseg.inference.crf import dense_crf  # noqa: E402
 from minseg.data.synthetic import MultiClassShapes  # noqa: E402
 
 DEVICE = ARGS.device

@@ -12,7 +12,7 @@ def pytest_addoption(parser):
 
 
 def _gpu_skip_reason():
-    from minseg.backend import _cupy
+    from minseg.core.backend import _cupy
 
     if _cupy() is None:
         return "needs a CUDA GPU: CuPy is not installed (pip install 'minseg[gpu]')"

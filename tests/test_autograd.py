@@ -6,7 +6,7 @@ import torch
 
 import minseg
 import minseg.functional as F
-from minseg.autograd import sum_to
+from minseg.core.autograd import sum_to
 
 
 def _pair(values, device):
@@ -173,7 +173,7 @@ def test_cast_is_differentiable():
 
 def test_device_mix_error_names_arguments_and_devices(monkeypatch):
     """Simulated on a CPU machine: one array reports itself as living on cuda:0."""
-    import minseg.autograd as autograd
+    import minseg.core.autograd as autograd
 
     class OnGpu(np.ndarray):
         pass

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import minseg
-from minseg.backend import canonical_device, device_of, get_array_module, parse_device, to_device
+from minseg.core.backend import canonical_device, device_of, get_array_module, parse_device, to_device
 
 
 def test_numpy_arrays_and_tensors_use_numpy():

@@ -76,7 +76,7 @@ def _references(page: Path) -> list[Reference]:
 
 
 def _code_paths(page: Path) -> list[Reference]:
-    """Repository paths written as inline code in running text, e.g. `minseg/crf.py` or `tests/x.py::test_y`."""
+    """Repository paths written as inline code in running text, e.g. `minseg/inference/crf.py` or `tests/x.py::test_y`."""
     text = _without_fences(page.read_text(encoding="utf-8"))
     found = []
     for span in CODE_SPAN.finditer(text):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minseg import cli, registry
+from minseg.app import cli, registry
 
 SMALL = ["--width", "0.125", "--image-size", "32", "--batch-size", "4", "--quiet"]
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import minseg
-from minseg import cli, registry
+from minseg.app import cli, registry
 
 S = ["--dataset", "cells", "--batch-size", "2", "--image-size", "32", "--width", "0.0625", "--quiet"]
 

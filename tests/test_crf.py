@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import minseg
-from minseg.backend import device_of
-from minseg.crf import PermutohedralLattice, dense_crf
+from minseg.core.backend import device_of
+from minseg.inference.crf import PermutohedralLattice, dense_crf
 from minseg.data.synthetic import MultiClassShapes
 from minseg.metrics import boundary_f1
 

@@ -1,11 +1,11 @@
-"""minseg.distance against scipy.ndimage.distance_transform_edt, and the distance maps built on it."""
+"""minseg.functional.distance against scipy.ndimage.distance_transform_edt, and the distance maps built on it."""
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
 import minseg
-from minseg.distance import (distance_transform_edt, nearest_instance_distances, signed_distance_map,
+from minseg.functional.distance import (distance_transform_edt, nearest_instance_distances, signed_distance_map,
                              squared_distance_to_zero)
 
 

@@ -10,7 +10,7 @@ from model_helpers import assert_close_scaled, check_model
 from minseg import nn
 from minseg.models import FCN8s, FCN16s, FCN32s, bilinear_upsampling, convolutionalize, vgg16
 from minseg.models.backbones import VGG16_LAYERS, scale_channels
-from minseg.receptive_field import receptive_field
+from minseg.models.receptive_field import receptive_field
 
 WIDTH = 1 / 32  # channels 2, 4, 8, 16, 16 and 128 in fc6/fc7
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from minseg import cli
+from minseg.app import cli
 from minseg.data import datasets
 from minseg.data.fetch import DOWNLOADS, REGISTRY, FetchError, fetch, fetch_dataset
 

@@ -7,7 +7,7 @@ import pytest
 
 import minseg
 import minseg.nn as nn
-from minseg.backend import device_of
+from minseg.core.backend import device_of
 from minseg.inference import Prediction, gaussian_importance_map, overlap_tile, predict_resized, sliding_window, tta
 from minseg.models import UNet, unet_output_size
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minseg
-from minseg.backend import device_of
+from minseg.core.backend import device_of
 from minseg.metrics import ConfusionMatrix, boundary_f1, boundary_iou, dice_score, iou, pixel_accuracy
 
 VOID = 255

@@ -11,7 +11,7 @@ import pytest
 import minseg
 from minseg import nn
 from minseg.models import FCN32s, UNet, unet_valid_input_size, vgg16_features
-from minseg.receptive_field import (empirical_receptive_field, format_receptive_field, receptive_field,
+from minseg.models.receptive_field import (empirical_receptive_field, format_receptive_field, receptive_field,
                                     receptive_field_box, receptive_field_support)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minseg.data import ElasticDeformation
-from minseg.registry import build_dataset
+from minseg.app.registry import build_dataset
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -35,7 +35,7 @@ def test_validation_samples_are_not_augmented():
 def test_unet_width_is_scaled_like_the_other_models_not_clamped():
     """U-Net's first layer has round(64 · width) channels (at least 1), as ``scale_channels`` gives every
     model; a width of 0 is an error, not silently 4 channels."""
-    from minseg.registry import build_model
+    from minseg.app.registry import build_model
 
     for width, channels in ((0.25, 16), (0.0625, 4), (0.03, 2), (0.001, 1)):
         first = next(iter(build_model("unet", 1, 2, width).state_dict().values()))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minseg
-from minseg import serialization
+from minseg.core import serialization
 
 
 def _checkpoint():
@@ -103,7 +103,7 @@ KILLED_SAVE = """
 import os, signal, sys
 import numpy as np
 import minseg
-from minseg import serialization
+from minseg.core import serialization
 
 def savez_killed_halfway(file, **entries):
     file.write(b"PK\\x03\\x04 half a zip")

@@ -10,10 +10,10 @@ import pytest
 import minseg
 import minseg.functional as F
 import minseg.nn as nn
-from minseg import serialization
+from minseg.core import serialization
 from minseg.data import DataLoader
 from minseg.optim import SGD, Adam, PolyLR
-from minseg.train import NonFiniteLossError, Trainer
+from minseg.app.train import NonFiniteLossError, Trainer
 
 
 class Squares:

@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from ..errors import UserError
+from ..core.errors import UserError
 
 CHUNK = 1 << 20
 DOWNLOADS = ".downloads"

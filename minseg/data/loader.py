@@ -14,7 +14,7 @@ import threading
 
 import numpy as np
 
-from ..autograd import Tensor
+from ..core.autograd import Tensor
 
 
 def default_collate(samples):

@@ -5,7 +5,7 @@ This module also gives ``Tensor`` its operators and methods (``x + y``, ``x @ w`
 not need to import the ops built on top of it.
 """
 
-from ..autograd import Tensor
+from ..core.autograd import Tensor
 from .elementwise import (abs, add, clamp, div, eq, exp, ge, gt, le, leaky_relu, log, log_softmax, lt,
                           maximum, minimum, mul, ne, neg, pow, relu, sigmoid, softmax, sqrt, sub, tanh, where)
 from .conv import conv2d, conv_transpose2d

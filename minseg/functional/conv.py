@@ -32,8 +32,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..autograd import Function
-from ..backend import get_array_module
+from ..core.autograd import Function
+from ..core.backend import get_array_module
 from .im2col import col2im, conv_output_size, conv_transpose_output_size, im2col  # noqa: F401 (re-exported)
 from .shape import accepts_unbatched
 

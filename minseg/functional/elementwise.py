@@ -7,8 +7,8 @@ boolean tensors that carry no gradient.
 
 from __future__ import annotations
 
-from ..autograd import Function, Tensor, check_same_device
-from ..backend import get_array_module
+from ..core.autograd import Function, Tensor, check_same_device
+from ..core.backend import get_array_module
 
 
 # ------------------------------------------------------------------ arithmetic

@@ -23,7 +23,7 @@ gradient is ``C g``, an ordinary convolution. The weight gradient of both is ``Î
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..core.backend import get_array_module
 
 
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..autograd import Function, sum_to
-from ..backend import get_array_module
+from ..core.autograd import Function, sum_to
+from ..core.backend import get_array_module
 from .shape import transpose
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd import Function, raw
-from ..backend import get_array_module
+from ..core.autograd import Function, raw
+from ..core.backend import get_array_module
 from .elementwise import log_softmax
 from .reduction import sum as sum_
 from .shape import reshape

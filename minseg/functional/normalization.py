@@ -8,9 +8,9 @@ and ``dropout2d`` random whole channels while training; both are the identity at
 
 from __future__ import annotations
 
-from ..autograd import Function, Tensor, raw
-from ..backend import device_of, get_array_module, to_device
-from ..random import get_rng
+from ..core.autograd import Function, Tensor, raw
+from ..core.backend import device_of, get_array_module, to_device
+from ..core.random import get_rng
 from .elementwise import mul
 
 

@@ -26,8 +26,8 @@ from numbers import Integral
 
 import numpy as np
 
-from ..autograd import Function
-from ..backend import get_array_module
+from ..core.autograd import Function
+from ..core.backend import get_array_module
 from .conv import col2im, conv_output_size, im2col
 from .resize import resample
 from .shape import accepts_unbatched

@@ -9,8 +9,8 @@ from __future__ import annotations
 import builtins
 from collections import namedtuple
 
-from ..autograd import Function
-from ..backend import get_array_module
+from ..core.autograd import Function
+from ..core.backend import get_array_module
 from .elementwise import maximum, minimum
 
 MaxMin = namedtuple("MaxMin", ["values", "indices"])

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-from ..autograd import Function
-from ..backend import get_array_module
+from ..core.autograd import Function
+from ..core.backend import get_array_module
 from .shape import squeeze, unsqueeze
 
 MODES = ("nearest", "linear", "bilinear")

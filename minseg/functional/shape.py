@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from ..autograd import Function, Tensor
-from ..backend import get_array_module, scatter_add
+from ..core.autograd import Function, Tensor
+from ..core.backend import get_array_module, scatter_add
 from .reduction import normalize_dims
 
 

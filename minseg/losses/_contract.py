@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..autograd import Tensor, raw
-from ..backend import get_array_module
+from ..core.autograd import Tensor, raw
+from ..core.backend import get_array_module
 from ..nn import Module
 
 REDUCTIONS = ("mean", "sum", "none")

@@ -4,8 +4,8 @@ boundary term with a regional loss under a weight that can follow a schedule."""
 from __future__ import annotations
 
 from .. import functional as F
-from ..backend import get_array_module
-from ..distance import signed_distance_map
+from ..core.backend import get_array_module
+from ..functional.distance import signed_distance_map
 from ..nn import Module
 from ._contract import FunctionalLoss, check_options, check_target, one_hot, probabilities, raw, reduce_pixels
 
@@ -15,7 +15,7 @@ def class_distance_maps(target, num_classes: int, ignore_index: int = -100, samp
 
     φ_c = ``signed_distance_map([target = c])``: negative inside class c, 0 on its outermost pixels,
     positive outside, 0 everywhere in an image where c is absent (Kervadec's convention; see
-    ``minseg.distance.signed_distance_map``). Ignored pixels belong to no class. Precompute these once
+    ``minseg.functional.distance.signed_distance_map``). Ignored pixels belong to no class. Precompute these once
     per training image and pass them to ``boundary_loss(distance_maps=…)`` to save the transforms.
     """
     target = raw(target)
@@ -137,7 +137,7 @@ class CombinedLoss(Module):
     ``region`` and ``boundary`` are loss callables (e.g. ``DiceLoss()``, ``BoundaryLoss()``); ``weight``
     is a number or a callable of the step (default ``LinearRamp()``: 0.01, +0.01 per step). Call
     ``step()`` once per epoch (or iteration) to advance the schedule; ``steps`` counts the calls.
-    Under ``minseg.train.Trainer`` ``steps`` is set to the optimizer step count before every step (so a
+    Under ``minseg.app.train.Trainer`` ``steps`` is set to the optimizer step count before every step (so a
     resumed run continues the schedule exactly): give the ramp a per-iteration increment, e.g.
     ``LinearRamp(increment=0.01 / len(train_loader))`` for Kervadec's +0.01 per epoch.
     A boundary loss should not be used alone (it collapses, see ``boundary_loss``): hence this pairing.

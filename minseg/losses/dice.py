@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..core.backend import get_array_module
 from ._contract import (FunctionalLoss, check_options, check_target, class_vector, one_hot, probabilities,
                         reduce_images)
 

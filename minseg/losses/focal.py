@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..autograd import Tensor
-from ..backend import get_array_module
+from ..core.autograd import Tensor
+from ..core.backend import get_array_module
 from ._contract import FunctionalLoss, check_options, check_target, class_vector, one_hot, reduce_pixels
 
 

@@ -15,8 +15,8 @@ is the increment J_i − J_{i−1}: ``LovaszExtension`` computes exactly that.
 from __future__ import annotations
 
 from .. import functional as F
-from ..autograd import Function, Tensor
-from ..backend import get_array_module
+from ..core.autograd import Function, Tensor
+from ..core.backend import get_array_module
 from ._contract import FunctionalLoss, check_options, check_target, one_hot, reduce_images
 
 

@@ -4,8 +4,8 @@ instance labels (§7.3.4) and a map that grows near label boundaries (distance-m
 from __future__ import annotations
 
 from .. import functional as F
-from ..backend import get_array_module
-from ..distance import nearest_instance_distances, squared_distance_to_zero
+from ..core.backend import get_array_module
+from ..functional.distance import nearest_instance_distances, squared_distance_to_zero
 from ._contract import FunctionalLoss, check_options, check_target, class_vector, raw, two_class_logits
 
 

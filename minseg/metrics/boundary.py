@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from ..backend import get_array_module, to_device
-from ..distance import distance_transform_edt
+from ..core.backend import get_array_module, to_device
+from ..functional.distance import distance_transform_edt
 from .confusion import _ABSENT_VALUES, _average, _check_absent, _check_reduction, _divide, _label_maps, \
     _per_image_confusion, _reduce
 

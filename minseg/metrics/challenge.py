@@ -33,8 +33,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from ..autograd import Tensor
-from ..backend import to_device
+from ..core.autograd import Tensor
+from ..core.backend import to_device
 
 __all__ = ["SplitMergeScore", "regions_from_membranes", "rand_scores", "info_scores", "challenge_scores"]
 

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 
-from ..autograd import Tensor
-from ..backend import device_of, get_array_module, to_device
+from ..core.autograd import Tensor
+from ..core.backend import device_of, get_array_module, to_device
 
 __all__ = ["ConfusionMatrix", "iou", "dice_score", "pixel_accuracy"]
 

@@ -22,7 +22,7 @@ one stride at the other is a known pitfall (smp #390, torchvision #7956): the co
 
 Every model returns logits resized to the input's size (bilinear, ``align_corners=False``). ``width``
 scales all channel counts (``scale_channels``); ``width=1`` is the paper's network. The CRF that v1/v2
-add after the network is ``minseg.crf`` (§7.4.4).
+add after the network is ``minseg.inference.crf`` (§7.4.4).
 """
 
 from __future__ import annotations

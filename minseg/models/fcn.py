@@ -29,7 +29,7 @@ upscore_pool4 = 8y − 23.5, hence:
 * the final map is cropped by **19** (FCN-32s), **27** (FCN-16s) or **31** (FCN-8s): its pixel y is
   image pixel y − offset, so the output has exactly the input's height and width, for any size.
 
-``minseg.receptive_field.receptive_field`` derives the same offsets from the layers (its ``start``).
+``minseg.models.receptive_field.receptive_field`` derives the same offsets from the layers (its ``start``).
 Image pixels outside the outermost coarse pixels' centres — the first 13 rows and columns (score_fr's
 pixel 0 is centred on image pixel 12.5) and, depending on the size, up to 12 of the last ones — have a
 coarse neighbour on one side only: there the bilinear upsampling blends towards zero, so a constant score

@@ -174,7 +174,7 @@ class UNet(nn.Module):
 
     def contracting_path(self) -> nn.Sequential:
         """The encoder as one chain — level blocks and pools, ending with the bottleneck — sharing this
-        model's layers (e.g. for ``minseg.receptive_field.receptive_field``)."""
+        model's layers (e.g. for ``minseg.models.receptive_field.receptive_field``)."""
         layers = []
         for block in self.encoder:
             layers.extend(list(block) + [self.pool])

@@ -1,7 +1,7 @@
 """Weight initialisation, with ``torch.nn.init``'s names and formulas: ``import minseg.nn as nn; nn.init.…``.
 
 Every function fills a tensor in place and returns it. Random values are drawn on the host from the
-shared generator (``minseg.random.get_rng()``, seeded by ``minseg.manual_seed``) and then copied onto the
+shared generator (``minseg.core.random.get_rng()``, seeded by ``minseg.manual_seed``) and then copied onto the
 tensor's device, so a seed gives the same weights on the CPU and on a GPU. Nothing is recorded in the
 autograd graph: the functions write ``tensor.data`` directly.
 
@@ -22,8 +22,8 @@ import math
 
 import numpy as np
 
-from ..backend import to_device
-from ..random import get_rng
+from ..core.backend import to_device
+from ..core.random import get_rng
 
 _LINEAR_OPS = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import functional as F
-from ..autograd import Tensor
+from ..core.autograd import Tensor
 from . import init
 from .module import Module, Parameter
 

@@ -12,8 +12,8 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from ..autograd import Tensor
-from ..backend import get_array_module, to_device
+from ..core.autograd import Tensor
+from ..core.backend import get_array_module, to_device
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 

@@ -13,8 +13,8 @@ continues training bit for bit. Training end to end with these is what §7.2.3 o
 
 from __future__ import annotations
 
-from ..autograd import Tensor, enable_grad
-from ..backend import get_array_module, to_device
+from ..core.autograd import Tensor, enable_grad
+from ..core.backend import get_array_module, to_device
 
 
 class Optimizer:

@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .autograd import raw
-from .backend import get_array_module
+from ..core.autograd import raw
+from ..core.backend import get_array_module
 
 
 

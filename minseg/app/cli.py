@@ -15,9 +15,9 @@ import time
 
 import numpy as np
 
-from . import __version__
-from .backend import reuse_freed_memory
-from .errors import UserError
+from .. import __version__
+from ..core.backend import reuse_freed_memory
+from ..core.errors import UserError
 from .runs import (DEFAULT_EPOCHS, MAX_IMAGE_SIZE, MAX_WIDTH, TRAIN_DEFAULTS, WRITTEN_BY, check_replaceable,
                    check_settings, checkpoint_path, load_checkpoint, new_run_problem, read_config, require,
                    resolve_settings, run_length, write_json, write_png)
@@ -26,7 +26,7 @@ EXIT_ERROR, EXIT_INTERRUPTED = 2, 130
 EVALUATION, PREDICTION = "minseg evaluate", "minseg predict"
 def _device(device: str) -> str:
     """``--device`` checked by moving a number there (CuPy missing, no such GPU…)."""
-    from .backend import canonical_device, to_device
+    from ..core.backend import canonical_device, to_device
 
     try:
         to_device(np.zeros(1), device)
@@ -80,9 +80,9 @@ def _open_run(out: str):
 def train(args) -> dict:
     """Train a model on a dataset; returns the final metrics (also written to metrics.json)."""
     import minseg
-    from .data import DataLoader
-    from .metrics import ConfusionMatrix
-    from .optim import SGD, AdamW, PolyLR
+    from ..data import DataLoader
+    from ..metrics import ConfusionMatrix
+    from ..optim import SGD, AdamW, PolyLR
     from .registry import build_loss, build_model
     from .train import NonFiniteLossError, Trainer
 
@@ -148,10 +148,10 @@ def train(args) -> dict:
 def _predict(model, image, config, device, sliding_window=None, use_tta=False, use_crf=False):
     """Class probabilities (C, H, W) for one image (C_in, H, W) with the chosen inference strategy (§7.7)."""
     import minseg
-    from . import functional as F
-    from .crf import dense_crf
-    from .inference import sliding_window as slide
-    from .inference import tta
+    from .. import functional as F
+    from ..inference.crf import dense_crf
+    from ..inference.predict import sliding_window as slide
+    from ..inference.predict import tta
     from .registry import input_multiple
 
     multiple = input_multiple(config["model"])
@@ -189,7 +189,7 @@ def evaluate(args) -> dict:
     """Score a trained run on a dataset's validation split: mIoU, per-class IoU, Dice, boundary F1."""
     from tqdm.auto import tqdm
 
-    from .metrics import ConfusionMatrix, boundary_f1
+    from ..metrics import ConfusionMatrix, boundary_f1
 
     device = _device(args.device)
     _check_window(args)
@@ -310,7 +310,7 @@ def _free_folder(base: str) -> str:
 def demo(args) -> dict:
     """Train a small U-Net on synthetic touching cells with U-Net's weighted loss (§7.3), evaluate it on
     held-out images and write a figure of image / ground truth / prediction / weight map."""
-    from .metrics import ConfusionMatrix
+    from ..metrics import ConfusionMatrix
     from .viz import plot_examples
 
     require(isinstance(args.steps, int) and args.steps >= 1, "--steps", "a positive integer", args.steps)
@@ -420,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--out", help="output folder (default: RUN/predictions)")
             sub.add_argument("images", nargs="+", metavar="IMAGE")
         sub.set_defaults(run=function)
-    from .data.fetch import add_subcommand  # minseg data fetch NAME | minseg data list
+    from ..data.fetch import add_subcommand  # minseg data fetch NAME | minseg data list
     add_subcommand(commands)
     return parser
 

@@ -23,8 +23,8 @@ import math
 import os
 from numbers import Integral, Real
 
-from .errors import UserError
-from .serialization import atomic_write
+from ..core.errors import UserError
+from ..core.serialization import atomic_write
 
 RUN_FILES = ("config.json", "checkpoint.npz", "history.json", "curves.png", "metrics.json", "predictions.png")
 WRITTEN_BY = "written_by"
@@ -114,7 +114,7 @@ def checkpoint_path(checkpoint: str, option: str = "--checkpoint") -> str:
 
 def load_checkpoint(path: str, option: str = "--checkpoint") -> dict:
     """``minseg.load(path)`` with its problems as a UserError naming the option."""
-    from .serialization import load
+    from ..core.serialization import load
 
     try:
         state = load(path)

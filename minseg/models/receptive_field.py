@@ -43,11 +43,11 @@ from fractions import Fraction
 
 import numpy as np
 
-from . import functional as F
-from . import nn
-from .autograd import Tensor, enable_grad
-from .backend import to_device
-from .functional.conv import conv_output_size, conv_transpose_output_size
+from .. import functional as F
+from .. import nn
+from ..core.autograd import Tensor, enable_grad
+from ..core.backend import to_device
+from ..functional.conv import conv_output_size, conv_transpose_output_size
 
 RFRow = namedtuple("RFRow", "name layer kernel stride padding dilation rf jump start")
 RFRow.__doc__ = """One layer of the analytic table. ``kernel``/``stride``/``padding``/``dilation`` are the layer's

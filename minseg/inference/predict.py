@@ -32,9 +32,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import functional as F
-from .autograd import Tensor, no_grad
-from .backend import device_of, get_array_module, to_device
+from .. import functional as F
+from ..core.autograd import Tensor, no_grad
+from ..core.backend import device_of, get_array_module, to_device
 
 BLENDS = ("gaussian", "constant")
 FLIPS = {"h": (-1,), "v": (-2,), "hv": (-2, -1)}

@@ -26,10 +26,10 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from .autograd import no_grad
-from .backend import get_array_module
-from .random import get_rng_state, manual_seed, set_rng_state
-from .serialization import load, save
+from ..core.autograd import no_grad
+from ..core.backend import get_array_module
+from ..core.random import get_rng_state, manual_seed, set_rng_state
+from ..core.serialization import load, save
 from .viz import plot_history
 
 

@@ -41,8 +41,8 @@ import math
 
 import numpy as np
 
-from .autograd import raw
-from .backend import get_array_module
+from ..core.autograd import raw
+from ..core.backend import get_array_module
 
 METHODS = ("exact", "permutohedral")
 UNARY_CLIP = 1e-5

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import functional as F
-from . import losses
-from .data import (ADE20K, ISBI2012, CamVid, Cityscapes, Compose, ElasticDeformation, MultiClassShapes, RandomCrop,
+from .. import functional as F
+from .. import losses
+from ..data import (ADE20K, ISBI2012, CamVid, Cityscapes, Compose, ElasticDeformation, MultiClassShapes, RandomCrop,
                    RandomFlip, TouchingCells, VOCSegmentation, data_root)
-from .models import FCN8s, FCN16s, FCN32s, DeepLabV1, DeepLabV2, DeepLabV3, DeepLabV3Plus, UNet
-from .models.backbones import scale_channels
+from ..models import FCN8s, FCN16s, FCN32s, DeepLabV1, DeepLabV2, DeepLabV3, DeepLabV3Plus, UNet
+from ..models.backbones import scale_channels
 
 MODELS = ("fcn32s", "fcn16s", "fcn8s", "unet", "deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
 DATASETS = ("cells", "shapes", "isbi2012", "camvid", "voc", "cityscapes", "ade20k")
