@@ -243,8 +243,13 @@ def _accumulate_leaf(leaf: Tensor, grad) -> None:
         leaf.grad.data += grad
 
 
-def _topological_order(root: "Function") -> list:
-    """Nodes reachable from ``root``, each before the nodes that produced its inputs (iterative DFS)."""
+def topological_order(root: "Function") -> list:
+    """The nodes reachable from ``root``, each listed before the nodes that produced its inputs (§7.1).
+
+    Reverse post-order of an iterative depth-first search, so a node's gradient is complete (every
+    consumer has added its share) before ``backward`` reaches it, and graphs deeper than Python's
+    recursion limit still sort. ``Tensor.backward`` walks this list; it is public so a reader can print it.
+    """
     finished, seen = [], set()
     stack = [(root, False)]
     while stack:
@@ -265,7 +270,7 @@ def _topological_order(root: "Function") -> list:
 
 def _run_backward(root: "Function", grad, retain_graph: bool) -> None:
     pending = {root: grad}  # node -> gradient of the loss with respect to that node's output
-    for node in _topological_order(root):
+    for node in topological_order(root):
         grad_output = pending.pop(node, None)
         if grad_output is None:  # no path from the root carried a gradient here
             continue
