@@ -109,3 +109,31 @@ def test_contracting_path_is_the_encoder_in_order(device):
         manual = model.pool(block(manual))
     assert_close(path(x), model.bottleneck(manual), what="contracting path")
     assert path[0] is model.encoder[0][0]
+
+
+@pytest.mark.parametrize("padding,size", [("same", (16, 16)), ("valid", (44, 44))])
+def test_additive_skips(padding, size, device):
+    """``skip="add"`` computes decoder(skip + up(x)) (cropped skip with valid padding): same keys as the
+    concatenating U-Net, decoder blocks that read C instead of 2C channels, and the output of a hand-written
+    forward pass through the same layers."""
+    import minseg.functional as F
+
+    minseg.manual_seed(0)
+    concat = UNet(2, 3, base_channels=2, depth=2, padding=padding)
+    add = UNet(2, 3, base_channels=2, depth=2, padding=padding, skip="add").double().to(device)
+    assert list(add.state_dict()) == list(concat.state_dict())
+    assert [block[0].weight.shape[1] for block in add.decoder] == [4, 2]
+    assert [block[0].weight.shape[1] for block in concat.decoder] == [8, 4]
+    x = minseg.tensor(np.random.default_rng(1).standard_normal((2, 2) + size), device=device)
+    skips, h = [], x
+    for block in add.encoder:
+        h = block(h)
+        skips.append(h)
+        h = add.pool(h)
+    h = add.bottleneck(h)
+    for upsample, block, skip in zip(add.up, add.decoder, reversed(skips)):
+        h = upsample(h)
+        h = block(F.center_crop(skip, tuple(h.shape[-2:])) + h)
+    assert_close(add(x), add.head(h), what="additive-skip U-Net")
+    with pytest.raises(ValueError, match="skip must be one of"):
+        UNet(skip="sum")

@@ -35,6 +35,10 @@ padding the image with ``F.pad``.
 map sizes, and hence the size helpers, are the same for both kinds of upsampling (with valid padding this
 one padded layer — and interpolation's clamped borders — means the outermost output pixels are no longer
 entirely free of border effects).
+
+**skip="concat"** is the paper's fusion, ``decoder(cat[skip, up(x)])``; **skip="add"** sums instead,
+``decoder(skip + up(x))`` (as FCN fuses its scores, §7.2.2), so each decoder block reads C channels
+instead of 2C — an ablation of what the concatenation buys.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from .. import nn
 
 PADDINGS = ("valid", "same")
 UPSAMPLINGS = ("transpose", "bilinear")
+SKIPS = ("concat", "add")
 
 
 def _per_axis(function, size):
@@ -146,14 +151,16 @@ class UNet(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, num_classes: int = 2, base_channels: int = 64, depth: int = 4,
-                 padding: str = "valid", up: str = "transpose", batch_norm: bool = False):
+                 padding: str = "valid", up: str = "transpose", batch_norm: bool = False, skip: str = "concat"):
         super().__init__()
         _check_depth(depth)
         if padding not in PADDINGS:
             raise ValueError(f"UNet: padding must be one of {PADDINGS}; got {padding!r}")
         if up not in UPSAMPLINGS:
             raise ValueError(f"UNet: up must be one of {UPSAMPLINGS}; got {up!r}")
-        self.depth, self.padding, self.up_mode = depth, padding, up
+        if skip not in SKIPS:
+            raise ValueError(f"UNet: skip must be one of {SKIPS}; got {skip!r}")
+        self.depth, self.padding, self.up_mode, self.skip = depth, padding, up, skip
         conv_padding = 1 if padding == "same" else 0
         channels = [base_channels * 2**level for level in range(depth + 1)]
         self.encoder = nn.ModuleList(double_conv(c_in, c_out, conv_padding, batch_norm)
@@ -169,7 +176,8 @@ class UNet(nn.Module):
             else:
                 self.up.append(nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
                                              nn.Conv2d(wide, narrow, 3, padding=1)))
-            self.decoder.append(double_conv(2 * narrow, narrow, conv_padding, batch_norm))
+            fused = 2 * narrow if skip == "concat" else narrow
+            self.decoder.append(double_conv(fused, narrow, conv_padding, batch_norm))
         self.head = nn.Conv2d(channels[0], num_classes, 1)
 
     def contracting_path(self) -> nn.Sequential:
@@ -192,8 +200,8 @@ class UNet(nn.Module):
             x = upsample(x)
             if skip.shape[-2:] != x.shape[-2:]:
                 skip = F.center_crop(skip, tuple(x.shape[-2:]))
-            x = block(F.cat([skip, x], dim=1))
+            x = block(F.cat([skip, x], dim=1) if self.skip == "concat" else skip + x)
         return self.head(x)
 
     def extra_repr(self) -> str:
-        return f"depth={self.depth}, padding={self.padding!r}, up={self.up_mode!r}"
+        return f"depth={self.depth}, padding={self.padding!r}, up={self.up_mode!r}, skip={self.skip!r}"
