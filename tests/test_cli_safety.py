@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import minseg
-from minseg.app import cli, registry
+from minseg.app import cli, commands, registry
 
 S = ["--dataset", "cells", "--batch-size", "2", "--image-size", "32", "--width", "0.0625", "--quiet"]
 
@@ -261,10 +261,10 @@ def test_16_bit_images_are_scaled_not_clipped(tmp_path):
     ramp = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "deep.png")
     Image.fromarray((ramp // 257).astype(np.uint8)).save(tmp_path / "flat.png")
-    deep, flat = cli._read_image(tmp_path / "deep.png", 1), cli._read_image(tmp_path / "flat.png", 1)
+    deep, flat = commands.read_image(tmp_path / "deep.png", 1), commands.read_image(tmp_path / "flat.png", 1)
     assert deep.shape == (1, 32, 32) and deep.max() == 1.0 and (deep < 1).mean() > 0.99  # not clipped to 1
     np.testing.assert_allclose(deep, flat, atol=1 / 255)
-    assert cli._read_image(tmp_path / "deep.png", 3).shape == (3, 32, 32)
+    assert commands.read_image(tmp_path / "deep.png", 3).shape == (3, 32, 32)
 
 
 def test_sigterm_saves_and_stops_like_ctrl_c(tmp_path, monkeypatch):

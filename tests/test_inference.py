@@ -8,7 +8,8 @@ import pytest
 import minseg
 import minseg.nn as nn
 from minseg.core.backend import device_of
-from minseg.inference import Prediction, gaussian_importance_map, overlap_tile, predict_resized, sliding_window, tta
+from minseg.inference import (Prediction, gaussian_importance_map, overlap_tile, predict_image, predict_resized,
+                              sliding_window, tta)
 from minseg.models import UNet, unet_output_size
 
 
@@ -244,3 +245,34 @@ def test_multi_scale_tta_returns_the_input_size(rng, device):
     np.testing.assert_allclose(to_numpy(result.probabilities).sum(0), 1.0, rtol=1e-12)
     with pytest.raises(ValueError, match="flips"):
         tta(model, x, flips=("d",))
+
+
+# ---------------------------------------------------------------- predict_image (the pipeline of the CLI)
+def test_predict_image_pads_to_the_multiple_and_crops_back(rng, device):
+    """A model that refuses sides not divisible by 8 still gets a 21×30 image: reflect-padded to 24×32, and
+    its logits cropped back. A pointwise model does not see the padding, so the result is the plain pass."""
+    inner = pointwise_model(device)
+
+    def model(t):
+        assert t.shape[-2] % 8 == 0 and t.shape[-1] % 8 == 0, t.shape
+        return inner(t)
+
+    x = image(rng, device, 3, 21, 30)
+    result = predict_image(model, x, multiple=8)
+    assert result.probabilities.shape == (4, 21, 30) and device_of(result.probabilities) == device
+    np.testing.assert_allclose(to_numpy(result.probabilities), plain(inner, x[None])[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(to_numpy(result.labels), plain(inner, x[None])[0].argmax(0))
+
+
+def test_predict_image_composes_window_flips_and_crf(rng, device):
+    from minseg.inference import dense_crf
+
+    model, x = flip_equivariant_model(device), image(rng, device, 3, 40, 40)
+    windows = to_numpy(sliding_window(model, x, 16, overlap=0.25).probabilities)
+    both = predict_image(model, x, window=16, flips=("h",))
+    np.testing.assert_allclose(to_numpy(both.probabilities), windows, rtol=1e-12, atol=1e-12)
+    refined = predict_image(model, x, crf=True)
+    expected = dense_crf(plain(model, to_numpy(x)[None])[0], np.clip(to_numpy(x) * 255, 0, 255))
+    np.testing.assert_allclose(to_numpy(refined.probabilities), expected, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="predict_image: image must be"):
+        predict_image(model, x[None])

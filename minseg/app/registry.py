@@ -1,78 +1,112 @@
 """Models, datasets and losses by name — what ``minseg train --model unet --dataset cells --loss dice``
 turns into objects. A run's ``config.json`` stores these names and settings, so ``evaluate`` and
-``predict`` can rebuild the same model later."""
+``predict`` can rebuild the same model later.
+
+Each model and dataset is one entry (``ModelEntry``, ``DatasetEntry``) that carries its facts — the size
+multiple a model needs, whether a dataset has fixed-size images, is synthetic, is deformed elastically —
+so that adding one is adding a line, and no other module keeps a list of names in step with this one."""
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+from typing import Callable
 
 from .. import functional as F
 from .. import losses
 from ..data import (ADE20K, ISBI2012, CamVid, Cityscapes, Compose, ElasticDeformation, MultiClassShapes, RandomCrop,
-                   RandomFlip, TouchingCells, VOCSegmentation, data_root)
+                   RandomFlip, Subset, TouchingCells, VOCSegmentation, WithWeightMaps, data_root)
 from ..models import FCN8s, FCN16s, FCN32s, DeepLabV1, DeepLabV2, DeepLabV3, DeepLabV3Plus, UNet
 from ..models.backbones import scale_channels
 
-MODELS = ("fcn32s", "fcn16s", "fcn8s", "unet", "deeplabv1", "deeplabv2", "deeplabv3", "deeplabv3plus")
-DATASETS = ("cells", "shapes", "isbi2012", "camvid", "voc", "cityscapes", "ade20k")
-LOSSES = ("ce", "weighted", "dice", "lovasz", "boundary", "focal")
-SYNTHETIC = ("cells", "shapes")
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model of the chapter: ``build(in_channels, num_classes, width, backbone)`` → Module, and
+    ``input_multiple``, what its image sides must be a multiple of (1: any size)."""
+
+    build: Callable
+    input_multiple: int = 1
+
+
+UNET_DEPTH = 4  # four 2× poolings: a same-padded U-Net needs sides that are multiples of 2^4 = 16
+
+MODEL_ENTRIES = {
+    "fcn32s": ModelEntry(lambda c, k, width, backbone: FCN32s(k, width, c)),
+    "fcn16s": ModelEntry(lambda c, k, width, backbone: FCN16s(k, width, c)),
+    "fcn8s": ModelEntry(lambda c, k, width, backbone: FCN8s(k, width, c)),
+    "unet": ModelEntry(lambda c, k, width, backbone: UNet(c, k, base_channels=scale_channels(64, width),
+                                                           depth=UNET_DEPTH, padding="same", batch_norm=True),
+                       input_multiple=2**UNET_DEPTH),
+    "deeplabv1": ModelEntry(lambda c, k, width, backbone: DeepLabV1(k, c, width, output_stride=8)),
+    "deeplabv2": ModelEntry(lambda c, k, width, backbone: DeepLabV2(k, backbone, c, width, output_stride=8)),
+    "deeplabv3": ModelEntry(lambda c, k, width, backbone: DeepLabV3(k, backbone, c, width, output_stride=16)),
+    "deeplabv3plus": ModelEntry(lambda c, k, width, backbone: DeepLabV3Plus(k, backbone, c, width,
+                                                                            output_stride=16)),
+}
+MODELS = tuple(MODEL_ENTRIES)
 
 
 def build_model(name: str, in_channels: int, num_classes: int, width: float = 0.25, backbone: str = "resnet18"):
     """A model of the chapter by name; ``width`` > 0 scales every channel count (1.0 = the paper's widths;
     each count is rounded and at least 1, ``scale_channels``)."""
-    if name.startswith("fcn"):
-        return {"fcn32s": FCN32s, "fcn16s": FCN16s, "fcn8s": FCN8s}[name](num_classes, width, in_channels)
-    if name == "unet":
-        return UNet(in_channels, num_classes, base_channels=scale_channels(64, width), depth=4, padding="same",
-                    batch_norm=True)
-    if name == "deeplabv1":
-        return DeepLabV1(num_classes, in_channels, width, output_stride=8)
-    if name in ("deeplabv2", "deeplabv3", "deeplabv3plus"):
-        cls = {"deeplabv2": DeepLabV2, "deeplabv3": DeepLabV3, "deeplabv3plus": DeepLabV3Plus}[name]
-        return cls(num_classes, backbone, in_channels, width, output_stride=16 if name != "deeplabv2" else 8)
-    raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    if name not in MODEL_ENTRIES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return MODEL_ENTRIES[name].build(in_channels, num_classes, width, backbone)
 
 
 def input_multiple(model_name: str) -> int:
     """Image sides must be a multiple of this for the model (U-Net's four 2× pools); 1 means any size."""
-    return 16 if model_name == "unet" else 1
+    return MODEL_ENTRIES[model_name].input_multiple
 
 
-class WithWeightMaps:
-    """Adds U-Net's per-pixel weight map (§7.3.4) to each sample of a dataset: (image, mask, weights).
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset: ``read(split, size, length, seed, transform, instances, data_dir)`` → dataset, and its facts.
 
-    With instance labels (synthetic cells) it is ``unet_weight_map``; otherwise ``boundary_weight_map`` of
-    the semantic mask. Maps are computed once per clean sample and cached; ``sample`` then passes image,
-    mask and map through ``transform`` together (``transform(image, mask, rng, weights)``), so an elastic
-    deformation or a crop moves the weights with the pixels they belong to.
+    ``fixed_size``: every image has the same size, so validation runs in batches and the weighted loss's
+    maps can be cached per image (the other sets are evaluated one image at a time). ``synthetic``: generated,
+    at ``size`` (real training images are cropped to it instead). ``elastic``: augmented with an elastic
+    deformation, as in the U-Net paper.
     """
 
-    def __init__(self, dataset, transform=None):
-        self.dataset, self.transform, self._cache = dataset, transform, {}
-        for attribute in ("num_classes", "class_names", "palette", "ignore_index"):
-            setattr(self, attribute, getattr(dataset, attribute))
+    read: Callable
+    fixed_size: bool = False
+    synthetic: bool = False
+    elastic: bool = False
 
-    def __len__(self):
-        return len(self.dataset)
 
-    def __getitem__(self, index):
-        if index not in self._cache:
-            sample = self.dataset[index]
-            image, mask = sample[0], sample[1]
-            if len(sample) > 2:
-                weights = losses.unet_weight_map(sample[2])
-            else:
-                weights = losses.boundary_weight_map(np.where(mask == self.ignore_index, 0, mask))
-            self._cache[index] = (image, mask, np.asarray(weights, dtype=np.float32))
-        return self._cache[index]
+def _cells(split, size, length, seed, transform, instances, data_dir):  # 96 training images, 16 validation
+    return TouchingCells(length or (96 if split == "train" else 16), size, seed=seed, transform=transform,
+                         return_instances=instances)
 
-    def sample(self, index, rng):
-        image, mask, weights = self[index]
-        if self.transform is not None:
-            image, mask, weights = self.transform(image, mask, rng, weights)
-        return image.copy(), mask.copy(), weights.copy()
+
+def _shapes(split, size, length, seed, transform, instances, data_dir):
+    return MultiClassShapes(length or (96 if split == "train" else 16), size, seed=seed, transform=transform)
+
+
+def _isbi(split, size, length, seed, transform, instances, data_dir):  # 30 slices: 25 train, the last 5 validate
+    return Subset(ISBI2012(data_root("isbi2012", data_dir), "train", transform=transform),
+                  range(25) if split == "train" else range(25, 30))
+
+
+def _reader(cls, name, split_names=None):
+    """The ``read`` of a dataset stored on disk (``split_names`` renames "train"/"val" to its folders)."""
+    def read(split, size, length, seed, transform, instances, data_dir):
+        return cls(data_root(name, data_dir), (split_names or {}).get(split, split), transform=transform)
+    return read
+
+
+DATASET_ENTRIES = {
+    "cells": DatasetEntry(_cells, fixed_size=True, synthetic=True, elastic=True),
+    "shapes": DatasetEntry(_shapes, fixed_size=True, synthetic=True),
+    "isbi2012": DatasetEntry(_isbi, fixed_size=True, elastic=True),
+    "camvid": DatasetEntry(_reader(CamVid, "camvid")),
+    "voc": DatasetEntry(_reader(VOCSegmentation, "voc")),
+    "cityscapes": DatasetEntry(_reader(Cityscapes, "cityscapes")),
+    "ade20k": DatasetEntry(_reader(ADE20K, "ade20k", {"train": "training", "val": "validation"})),
+}
+DATASETS = tuple(DATASET_ENTRIES)
+FIXED_SIZE = tuple(name for name, entry in DATASET_ENTRIES.items() if entry.fixed_size)
+LOSSES = ("ce", "weighted", "dice", "lovasz", "boundary", "focal")
 
 
 def build_dataset(name: str, split: str, data_dir=None, size: int = 128, length: int | None = None,
@@ -81,52 +115,23 @@ def build_dataset(name: str, split: str, data_dir=None, size: int = 128, length:
     different seeds); real ones are read from ``data_dir`` / ``$MINSEG_DATA`` / ``../shared/data``.
     Real training images are randomly cropped to ``size``; ``augment`` adds flips (and elastic deformation
     for cells and ISBI, as in the U-Net paper). With ``weight_maps`` the same transforms move the weights too."""
-    if name not in DATASETS:
+    if name not in DATASET_ENTRIES:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    if weight_maps and name not in ("cells", "shapes", "isbi2012"):
-        raise ValueError(f"the weighted loss needs fixed-size images (cells, shapes, isbi2012); got dataset {name!r}")
+    entry = DATASET_ENTRIES[name]
+    if weight_maps and not entry.fixed_size:
+        raise ValueError(f"the weighted loss needs fixed-size images ({', '.join(FIXED_SIZE)}); got dataset {name!r}")
     training = split == "train"
     transforms = []
     if augment and training:
-        if name in ("cells", "isbi2012"):
+        if entry.elastic:
             transforms.append(ElasticDeformation(sigma=10))
         transforms += [RandomFlip("horizontal"), RandomFlip("vertical")]
-    if name not in SYNTHETIC and training:
+    if not entry.synthetic and training:
         transforms.append(RandomCrop(size))
     transform = Compose(transforms) if transforms else None
     own = None if weight_maps else transform  # with weight maps WithWeightMaps applies it, to the maps too
-    split_seed = seed if training else seed + 10_000
-    if name == "cells":
-        dataset = TouchingCells(length or (96 if training else 16), size, seed=split_seed, transform=own,
-                                return_instances=weight_maps)
-    elif name == "shapes":
-        dataset = MultiClassShapes(length or (96 if training else 16), size, seed=split_seed, transform=own)
-    elif name == "isbi2012":  # 30 labelled slices: the first 25 train, the last 5 validate
-        dataset = _Subset(ISBI2012(data_root(name, data_dir), "train", transform=own),
-                          range(25) if training else range(25, 30))
-    else:
-        reader = {"camvid": CamVid, "voc": VOCSegmentation, "cityscapes": Cityscapes, "ade20k": ADE20K}[name]
-        split_name = {"ade20k": {"train": "training", "val": "validation"}}.get(name, {}).get(split, split)
-        dataset = reader(data_root(name, data_dir), split_name, transform=own)
+    dataset = entry.read(split, size, length, seed if training else seed + 10_000, own, weight_maps, data_dir)
     return WithWeightMaps(dataset, transform) if weight_maps else dataset
-
-
-class _Subset:
-    """Samples ``indices`` of a dataset, keeping its attributes."""
-
-    def __init__(self, dataset, indices):
-        self.dataset, self.indices = dataset, list(indices)
-        for attribute in ("num_classes", "class_names", "palette", "ignore_index"):
-            setattr(self, attribute, getattr(dataset, attribute))
-
-    def __len__(self):
-        return len(self.indices)
-
-    def __getitem__(self, index):
-        return self.dataset[self.indices[index]]
-
-    def sample(self, index, rng):
-        return self.dataset.sample(self.indices[index], rng)
 
 
 def build_loss(name: str, ignore_index: int = 255, total_steps: int = 1000):

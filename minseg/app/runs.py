@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import asdict, dataclass
 from numbers import Integral, Real
 
 from ..core.errors import UserError
@@ -28,6 +29,7 @@ from ..core.serialization import atomic_write
 
 RUN_FILES = ("config.json", "checkpoint.npz", "history.json", "curves.png", "metrics.json", "predictions.png")
 WRITTEN_BY = "written_by"
+EVALUATION, PREDICTION = "minseg evaluate", "minseg predict"  # the marks of the files those commands write
 MAX_WIDTH, MAX_IMAGE_SIZE, MAX_CLASSES = 4.0, 4096, 1024
 BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101")
 OPTIMIZERS = ("adamw", "sgd")
@@ -184,8 +186,26 @@ def _check_config(config: dict, path: str) -> None:
 
 
 # ------------------------------------------------------------------ the settings of a run
-TRAIN_DEFAULTS = {"model": "unet", "dataset": "cells", "loss": "ce", "batch_size": 8, "lr": 1e-3, "optimizer": "adamw",
-                  "width": 0.25, "backbone": "resnet18", "image_size": 128, "seed": 0, "augment": True}
+@dataclass(frozen=True)
+class RunConfig:
+    """What a training run is: the settings ``config.json`` keeps (with the data's facts) so that a run can
+    be resumed, evaluated and rebuilt. ``minseg train`` resolves one from its options (``resolve_settings``);
+    ``minseg demo`` writes its own."""
+
+    model: str = "unet"
+    dataset: str = "cells"
+    loss: str = "ce"
+    batch_size: int = 8
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    width: float = 0.25
+    backbone: str = "resnet18"
+    image_size: int = 128
+    seed: int = 0
+    augment: bool = True
+
+
+TRAIN_DEFAULTS = asdict(RunConfig())
 DEFAULT_EPOCHS = 5
 
 
@@ -200,51 +220,51 @@ def require(ok: bool, option: str, expected: str, value) -> None:
         raise UserError(f"{option} must be {expected}; got {value!r}")
 
 
-def resolve_settings(args, config=None) -> dict:
-    """The run's settings: the options given, else (on --resume) the run's config.json, else the defaults.
-    Resuming with an option that differs from the run's config is refused, naming the option."""
-    given = {key: getattr(args, key) for key in TRAIN_DEFAULTS if key != "augment"}
-    given["augment"] = False if args.no_augment else None
+def resolve_settings(given: dict, config, out: str) -> RunConfig:
+    """The run's settings: the ``given`` options (None where absent), else (on --resume) the run's
+    ``config`` (its config.json), else the defaults. Resuming with an option that differs from the run's
+    config is refused, naming the option."""
     if config is None:
-        return {key: TRAIN_DEFAULTS[key] if value is None else value for key, value in given.items()}
+        return RunConfig(**{key: value for key, value in given.items() if value is not None})
     for key, value in given.items():
         if value is not None and key in config and value != config[key]:
             shown = flag(key) if key == "augment" else f"{flag(key)} {value}"
-            raise UserError(f"{shown} differs from the run's {key} = {config[key]!r} (config.json in {args.out}); "
+            raise UserError(f"{shown} differs from the run's {key} = {config[key]!r} (config.json in {out}); "
                             "a resumed run keeps its settings: only --iters/--epochs may change, to extend it")
-    return {key: config.get(key, TRAIN_DEFAULTS[key]) for key in TRAIN_DEFAULTS}
+    return RunConfig(**{key: config.get(key, TRAIN_DEFAULTS[key]) for key in TRAIN_DEFAULTS})
 
 
-def check_settings(settings: dict, args) -> None:
+def check_settings(settings: RunConfig, iters=None, epochs=None) -> None:
     """Every setting and the run length in range, before anything is built or written."""
     from .registry import input_multiple
 
-    for option, value in (("--iters", args.iters), ("--epochs", args.epochs), ("--batch-size", settings["batch_size"])):
+    for option, value in (("--iters", iters), ("--epochs", epochs), ("--batch-size", settings.batch_size)):
         if value is not None:
             require(value >= 1, option, "a positive integer", value)
-    lr, width, size = settings["lr"], settings["width"], settings["image_size"]
+    lr, width, size = settings.lr, settings.width, settings.image_size
     require(math.isfinite(lr) and lr > 0, "--lr", "a positive finite number", lr)
     require(math.isfinite(width) and 0 < width <= MAX_WIDTH, "--width", f"in (0, {MAX_WIDTH}]", width)
     require(8 <= size <= MAX_IMAGE_SIZE, "--image-size", f"in [8, {MAX_IMAGE_SIZE}]", size)
-    require(settings["seed"] >= 0, "--seed", "a non-negative integer", settings["seed"])
-    multiple = input_multiple(settings["model"])
+    require(settings.seed >= 0, "--seed", "a non-negative integer", settings.seed)
+    multiple = input_multiple(settings.model)
     if size % multiple:
-        raise UserError(f"--image-size {size} must be a multiple of {multiple} for {settings['model']}")
+        raise UserError(f"--image-size {size} must be a multiple of {multiple} for {settings.model}")
 
 
-def run_length(args, config, done, steps_per_epoch) -> int:
-    """Total optimizer steps: --iters, or --epochs × batches per epoch, or (resuming) the run's, or 5 epochs."""
-    if args.iters is not None:
-        steps, option = args.iters, f"--iters {args.iters}"
-    elif args.epochs is not None:
-        steps, option = args.epochs * steps_per_epoch, f"--epochs {args.epochs} ({args.epochs * steps_per_epoch} steps)"
+def run_length(iters, epochs, config, done, steps_per_epoch, out) -> int:
+    """Total optimizer steps: ``iters``, or ``epochs`` × batches per epoch, or (resuming the run in ``out``,
+    whose ``config`` is given and which has ``done`` steps) the run's, or 5 epochs."""
+    if iters is not None:
+        steps, option = iters, f"--iters {iters}"
+    elif epochs is not None:
+        steps, option = epochs * steps_per_epoch, f"--epochs {epochs} ({epochs * steps_per_epoch} steps)"
     elif config is not None:
         steps, option = config["steps"], None
     else:
         return DEFAULT_EPOCHS * steps_per_epoch
     if config is not None and steps < done:
-        raise UserError(f"{option} is fewer than the {done} steps the run in {args.out} has done")
+        raise UserError(f"{option} is fewer than the {done} steps the run in {out} has done")
     if config is not None and steps == done:
-        raise UserError(f"the run in {args.out} has done all its {done} steps; pass --iters N with N > {done} to "
+        raise UserError(f"the run in {out} has done all its {done} steps; pass --iters N with N > {done} to "
                         "extend it")
     return steps

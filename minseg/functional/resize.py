@@ -248,3 +248,9 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         zero_reads = tuple(linear_zero_reads(i, o, corners, s, xp, input.dtype) for i, o, s in axes)
     output = resample(input, rows, cols, *zero_reads)
     return squeeze(output, 2) if signals else output
+
+
+def bilinear_resize(input, size):
+    """``interpolate(input, size, mode="bilinear", align_corners=False)``: how DeepLab brings its logits to
+    the image size (§7.4) and how full-image inference resizes (§7.7.1)."""
+    return interpolate(input, size=tuple(size), mode="bilinear", align_corners=False)

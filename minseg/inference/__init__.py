@@ -5,4 +5,5 @@ probabilities with a fully connected CRF. Both work on raw NumPy/CuPy arrays and
 """
 
 from .crf import dense_crf, mean_field  # noqa: F401
-from .predict import Prediction, gaussian_importance_map, overlap_tile, predict_resized, sliding_window, tta  # noqa: F401
+from .predict import (Prediction, gaussian_importance_map, overlap_tile, predict_image, predict_resized,  # noqa: F401
+                      sliding_window, tta)

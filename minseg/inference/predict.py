@@ -23,6 +23,8 @@ when the input had one.
   pass over the whole mirrored image, when tile offsets respect the network's pooling grid (``alignment``).
 * ``tta`` — test-time augmentation (§7.7.2): average the probabilities over flips and scales, each mapped
   back to the input's frame; it takes a prediction function, so it wraps ``sliding_window`` as well as a model.
+* ``predict_image`` — the pipeline ``minseg evaluate`` and ``predict`` run: pad to the model's size multiple,
+  optionally slide a window, average flips, refine with the dense CRF (§7.4.4).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ import numpy as np
 from .. import functional as F
 from ..core.autograd import Tensor, no_grad
 from ..core.backend import device_of, get_array_module, to_device
+from ..functional.resize import bilinear_resize
+from .crf import dense_crf
 
 BLENDS = ("gaussian", "constant")
 FLIPS = {"h": (-1,), "v": (-2,), "hv": (-2, -1)}
@@ -70,22 +74,18 @@ def _logits(model, batch):
 
 
 def _softmax(logits):
-    xp = get_array_module(logits)
-    shifted = xp.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    return F.softmax(Tensor(logits), 1).data
 
 
 def _resize(array, size):
     if tuple(array.shape[-2:]) == tuple(size):
         return array
-    return F.interpolate(Tensor(array), size=size, mode="bilinear", align_corners=False).data
+    return bilinear_resize(Tensor(array), size).data
 
 
 def _flip(array, axes):
     """``array`` reversed along ``axes`` (none: unchanged), as a contiguous copy."""
-    xp = get_array_module(array)
-    index = tuple(slice(None, None, -1) if axis - array.ndim in axes else slice(None) for axis in range(array.ndim))
-    return xp.ascontiguousarray(array[index])
+    return get_array_module(array).ascontiguousarray(F.flip(Tensor(array), axes).data) if axes else array
 
 
 def _mirror_pad(batch, padding):
@@ -282,3 +282,39 @@ def tta(predict_fn, image, flips=("h", "v"), scales=(1.0,)):
             total = probabilities if total is None else total + probabilities
             count += 1
     return _result(total / count, added)
+
+
+@no_grad()
+def predict_image(model, image, *, multiple=1, window=None, flips=(), crf=False):
+    """Class probabilities and labels for one image (C_in, H, W) of any size, as ``minseg evaluate`` and
+    ``minseg predict`` compute them (§7.7): a ``Prediction`` of (C, H, W) and (H, W) on the image's device.
+
+    1. The model sees the image reflect-padded on the bottom/right to sides that are a multiple of
+       ``multiple`` (a U-Net of depth d needs 2^d), and its logits are cropped back to (H, W).
+    2. ``window`` (int or (h, w)): that padded model runs on ``sliding_window`` tiles instead of the whole image.
+    3. ``flips`` (e.g. ``("h",)``): ``tta`` averages the probabilities over the identity and those flips.
+    4. ``crf``: ``dense_crf`` refines the probabilities, with the image (scaled to 0–255) as the appearance.
+    """
+    array = image.data if isinstance(image, Tensor) else image
+    if array.ndim != 3:
+        raise ValueError(f"predict_image: image must be (C, H, W); got shape {tuple(array.shape)}")
+    multiple = _pair(multiple, "predict_image: multiple")
+
+    def padded_model(batch):  # NCHW Tensor → logits of its own size
+        h, w = batch.shape[-2:]
+        pad_h, pad_w = -h % multiple[0], -w % multiple[1]
+        padded = F.pad(batch, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else batch
+        return model(padded)[..., :h, :w]
+
+    predict_fn = padded_model
+    if window is not None:
+        predict_fn = lambda batch: sliding_window(padded_model, batch, window)  # noqa: E731
+    if flips:
+        probabilities = tta(predict_fn, array, flips=flips).probabilities
+    else:
+        result = predict_fn(Tensor(array[None]))
+        probabilities = result.probabilities[0] if isinstance(result, Prediction) else _softmax(result.data)[0]
+    if crf:
+        xp = get_array_module(array)
+        probabilities = dense_crf(probabilities, xp.clip(array * 255, 0, 255))
+    return Prediction(probabilities, probabilities.argmax(axis=0))

@@ -32,6 +32,7 @@ from collections import OrderedDict
 
 from .. import functional as F
 from .. import nn
+from ..functional.resize import bilinear_resize
 from .backbones import resnet18, resnet34, resnet50, resnet101, scale_channels, vgg16_features
 
 RESNETS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101}
@@ -70,10 +71,6 @@ def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, dil
     padding = dilation * (kernel_size - 1) // 2
     return [nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False),
             nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
-
-
-def _resize(x, size):
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def _resnet_backbone(model, backbone, width, in_channels, output_stride, multi_grid):
@@ -129,7 +126,7 @@ class DeepLabV1(nn.Module):
         self.head = largefov_head(scale_channels(512, width), num_classes, rate, scale_channels(1024, width), dropout)
 
     def forward(self, x):
-        return _resize(self.head(self.backbone(x)), x.shape[-2:])
+        return bilinear_resize(self.head(self.backbone(x)), x.shape[-2:])
 
 
 class SumASPP(nn.Module):
@@ -169,7 +166,7 @@ class DeepLabV2(nn.Module):
             self.aspp = SumASPP(self.backbone.out_channels, num_classes, self.rates)
 
     def forward(self, x):
-        return _resize(self.aspp(self.backbone(x)), x.shape[-2:])
+        return bilinear_resize(self.aspp(self.backbone(x)), x.shape[-2:])
 
 
 # ---------------------------------------------------------------------------------------- v3 / v3+ on ResNet
@@ -181,7 +178,7 @@ class ASPPPooling(nn.Sequential):
         super().__init__(nn.AdaptiveAvgPool2d(1), *_conv_bn_relu(in_channels, out_channels))
 
     def forward(self, x):
-        return _resize(super().forward(x), x.shape[-2:])
+        return bilinear_resize(super().forward(x), x.shape[-2:])
 
 
 class ASPP(nn.Module):
@@ -219,7 +216,7 @@ class DeepLabV3(nn.Module):
         self.classifier = nn.Conv2d(scale_channels(256, width), num_classes, 1)
 
     def forward(self, x):
-        return _resize(self.classifier(self.aspp(self.backbone(x))), x.shape[-2:])
+        return bilinear_resize(self.classifier(self.aspp(self.backbone(x))), x.shape[-2:])
 
 
 class SeparableConv2d(nn.Sequential):
@@ -254,5 +251,5 @@ class DeepLabV3Plus(DeepLabV3):
     def forward(self, x):
         stages = self.backbone.feature_stages(x)
         low = self.reduce(stages["layer1"])
-        context = _resize(self.aspp(stages["layer4"]), low.shape[-2:])
-        return _resize(self.classifier(self.refine(F.cat([context, low], dim=1))), x.shape[-2:])
+        context = bilinear_resize(self.aspp(stages["layer4"]), low.shape[-2:])
+        return bilinear_resize(self.classifier(self.refine(F.cat([context, low], dim=1))), x.shape[-2:])
