@@ -4,8 +4,8 @@ __version__ = "0.1.0"
 
 from . import functional  # noqa: F401  (also attaches Tensor's operators and methods)
 from . import data, nn, optim  # noqa: F401  (minseg.nn, minseg.optim, minseg.data after `import minseg`)
-from .core.autograd import (Function, Tensor, arange, enable_grad, full, is_grad_enabled, no_grad, ones, ones_like,
-                            rand, randn, tensor, zeros, zeros_like)
+from .core.autograd import Function, Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .core.factories import arange, full, ones, ones_like, rand, randn, tensor, zeros, zeros_like
 from .core.backend import cuda_available, get_array_module, reuse_freed_memory, to_device
 from .core.random import get_rng_state, manual_seed, set_rng_state
 from .core.serialization import load, save

@@ -91,6 +91,19 @@ def test_saved_arrays_are_released_after_backward(device):
     assert y._ctx.saved == () and y._ctx.freed
 
 
+def test_one_switch_nests_and_restores_the_previous_state():
+    """no_grad and enable_grad are set_grad_enabled(False / True): each block restores what it found."""
+    x = minseg.tensor([1.0, 2.0], requires_grad=True)
+    with minseg.set_grad_enabled(False):
+        with minseg.enable_grad():
+            assert (x * 2).requires_grad
+            with minseg.no_grad():
+                assert not (x * 2).requires_grad
+            assert minseg.is_grad_enabled()
+        assert not minseg.is_grad_enabled() and not (x * 2).requires_grad
+    assert minseg.is_grad_enabled() and (x * 2).requires_grad
+
+
 def test_inputs_that_need_no_grad_get_none():
     a = minseg.tensor([1.0, 2.0], requires_grad=True)
     b = minseg.tensor([3.0, 4.0])

@@ -1,4 +1,5 @@
-"""A tiny reverse-mode autograd engine: ``Tensor``, ``Function``, ``backward``, ``no_grad``.
+"""A tiny reverse-mode autograd engine: ``Tensor``, ``Function``, ``backward``, ``set_grad_enabled`` (and its two
+faces ``no_grad`` / ``enable_grad``). The factories (``zeros``, ``randn``…) are in ``factories.py``.
 
 A ``Tensor`` wraps a NumPy or CuPy array. Every differentiable op is a ``Function`` subclass with
 
@@ -29,31 +30,30 @@ import inspect
 import numpy as np
 
 from .backend import canonical_device, device_of, get_array_module, to_device
-from .random import get_rng
 
 _grad_enabled = True
 
 
 @contextlib.contextmanager
+def set_grad_enabled(mode: bool):
+    """The one switch of graph building: inside, ops record a graph for backward iff ``mode`` is true.
+    The previous state comes back on leaving, so blocks nest. Usable as a decorator too."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, bool(mode)
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
 def no_grad():
-    """Context manager (and decorator) in which ops build no graph and outputs need no gradient."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
+    """``set_grad_enabled(False)``: ops build no graph and outputs need no gradient (inference, §7.7)."""
+    return set_grad_enabled(False)
 
 
-@contextlib.contextmanager
 def enable_grad():
-    """Turn graph building back on inside a ``no_grad`` block."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, True
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
+    """``set_grad_enabled(True)``: graph building back on inside a ``no_grad`` block."""
+    return set_grad_enabled(True)
 
 
 def is_grad_enabled() -> bool:
@@ -411,7 +411,7 @@ def check_same_device(op_name: str, named_inputs) -> None:
 class Cast(Function):
     """Change dtype; the gradient is cast back to the input's dtype."""
 
-    def forward(self, input, dtype=np.float32):
+    def forward(self, input, *, dtype):
         self.input_dtype = input.dtype
         return input.astype(dtype)
 
@@ -422,86 +422,9 @@ class Cast(Function):
 class ToDevice(Function):
     """Copy between CPU and GPU; the gradient travels back to where the input was."""
 
-    def forward(self, input, device="cpu"):
+    def forward(self, input, *, device):
         self.input_device = device_of(input)
         return to_device(input, device)
 
     def backward(self, grad_output):
         return to_device(grad_output, self.input_device)
-
-
-# -------------------------------------------------------------------- factories
-def _resolve_dtype(dtype, default):
-    return np.dtype(default if dtype is None else dtype)
-
-
-def _make(array, device, requires_grad) -> Tensor:
-    return Tensor(to_device(array, device or "cpu"), requires_grad=requires_grad)
-
-
-def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """A new tensor holding a copy of ``data`` (lists of Python floats become float32, as in PyTorch)."""
-    if isinstance(data, Tensor):
-        data = data.data
-    xp = get_array_module(data)
-    keeps_dtype = isinstance(data, xp.ndarray) or isinstance(data, np.generic)
-    array = xp.array(data, copy=True)
-    if dtype is not None:
-        array = array.astype(dtype)
-    elif not keeps_dtype and array.dtype == np.float64:
-        array = array.astype(np.float32)
-    if device is None:
-        return Tensor(array, requires_grad=requires_grad)
-    return _make(array, device, requires_grad)
-
-
-def zeros(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(np.zeros(_size(size), _resolve_dtype(dtype, np.float32)), device, requires_grad)
-
-
-def ones(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(np.ones(_size(size), _resolve_dtype(dtype, np.float32)), device, requires_grad)
-
-
-def full(size, fill_value, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    return _make(np.full(_size((size,)), fill_value, _resolve_dtype(dtype, np.float32)), device, requires_grad)
-
-
-def randn(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """Standard-normal samples from the shared generator (``minseg.manual_seed``)."""
-    array = get_rng().standard_normal(_size(size)).astype(_resolve_dtype(dtype, np.float32))
-    return _make(array, device, requires_grad)
-
-
-def rand(*size, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """Uniform samples in [0, 1) from the shared generator."""
-    array = get_rng().random(_size(size)).astype(_resolve_dtype(dtype, np.float32))
-    return _make(array, device, requires_grad)
-
-
-def arange(start, end=None, step=1, dtype=None, device=None, requires_grad: bool = False) -> Tensor:
-    """``[start, end)`` with ``step``; integer arguments give int64, any float gives float32."""
-    if end is None:
-        start, end = 0, start
-    integral = all(isinstance(v, (int, np.integer)) for v in (start, end, step))
-    return _make(np.arange(start, end, step, dtype=_resolve_dtype(dtype, np.int64 if integral else np.float32)),
-                 device, requires_grad)
-
-
-def zeros_like(other: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
-    xp = get_array_module(other)
-    return Tensor(xp.zeros(other.shape, dtype or other.dtype), requires_grad=requires_grad)
-
-
-def ones_like(other: Tensor, dtype=None, requires_grad: bool = False) -> Tensor:
-    xp = get_array_module(other)
-    return Tensor(xp.ones(other.shape, dtype or other.dtype), requires_grad=requires_grad)
-
-
-def _size(size) -> tuple:
-    """Accept ``zeros(2, 3)`` and ``zeros((2, 3))`` like PyTorch."""
-    if len(size) == 1 and isinstance(size[0], (tuple, list)):
-        size = tuple(size[0])
-    if not all(isinstance(s, (int, np.integer)) and s >= 0 for s in size):
-        raise ValueError(f"size must be non-negative integers; got {size}")
-    return tuple(int(s) for s in size)

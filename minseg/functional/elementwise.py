@@ -174,7 +174,7 @@ class Clamp(Function):
     hi < lo (then hi wins everywhere).
     """
 
-    def forward(self, input, min=None, max=None):
+    def forward(self, input, min, max):
         xp = get_array_module(input)
         inside = xp.ones(input.shape, dtype=bool)
         output = input
@@ -200,7 +200,7 @@ class Clamp(Function):
 class Extremum(Function):
     """y = max(a, b) or min(a, b) elementwise; on ties each side gets half the gradient (as PyTorch)."""
 
-    def forward(self, input, other, take_max=True):
+    def forward(self, input, other, *, take_max):
         xp = get_array_module(input, other)
         output = xp.maximum(input, other) if take_max else xp.minimum(input, other)
         winner = input > other if take_max else input < other
@@ -286,7 +286,7 @@ class ReLU(Function):
 class LeakyReLU(Function):
     """y = x for x > 0, else s·x;  dy/dx = 1 or s (s at x = 0, as PyTorch)."""
 
-    def forward(self, input, negative_slope=0.01):
+    def forward(self, input, *, negative_slope):
         xp = get_array_module(input)
         slope = xp.where(input > 0, 1, negative_slope).astype(input.dtype)
         self.save_for_backward(slope)
@@ -347,7 +347,7 @@ class Softmax(Function):
     Backward: dL/dxᵢ = pᵢ · (gᵢ − Σⱼ gⱼ pⱼ).
     """
 
-    def forward(self, input, dim=-1):
+    def forward(self, input, *, dim):
         xp = get_array_module(input)
         self.dim = dim
         if input.size == 0:  # an empty input has an empty softmax (and no max to shift by)
@@ -367,7 +367,7 @@ class Softmax(Function):
 class LogSoftmax(Function):
     """log pᵢ = (xᵢ − m) − log Σⱼ exp(xⱼ − m);  dL/dxᵢ = gᵢ − pᵢ Σⱼ gⱼ."""
 
-    def forward(self, input, dim=-1):
+    def forward(self, input, *, dim):
         xp = get_array_module(input)
         self.dim = dim
         if input.size == 0:

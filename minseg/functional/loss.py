@@ -36,7 +36,7 @@ class NLLLoss(Function):
     + (ε / C) · w_c), times the upstream gradient (divided by the total for "mean").
     """
 
-    def forward(self, input, target, weight, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    def forward(self, input, target, weight, *, ignore_index, reduction, label_smoothing):
         xp = get_array_module(input)
         counted = target != ignore_index
         safe_target = xp.where(counted, target, 0)  # any valid class: ignored pixels are zeroed by `counted`

@@ -42,7 +42,7 @@ def _expand_reduced(grad, axes, keepdim):
 class Sum(Function):
     """y = Σ x over the axes;  dy/dx = 1 for every element summed."""
 
-    def forward(self, input, axes=(), keepdim=False):
+    def forward(self, input, *, axes, keepdim):
         self.input_shape, self.axes, self.keepdim = input.shape, axes, keepdim
         return input.sum(axis=axes, keepdims=keepdim)
 
@@ -54,7 +54,7 @@ class Sum(Function):
 class Mean(Function):
     """y = (1/n) Σ x;  dy/dx = 1/n, n the number of elements averaged."""
 
-    def forward(self, input, axes=(), keepdim=False):
+    def forward(self, input, *, axes, keepdim):
         self.input_shape, self.axes, self.keepdim = input.shape, axes, keepdim
         self.count = 1
         for axis in axes:
@@ -69,7 +69,7 @@ class Mean(Function):
 class AMax(Function):
     """y = max (or min) over the axes; the gradient is split evenly between tied extremes (as ``torch.amax``)."""
 
-    def forward(self, input, axes=(), keepdim=False, take_max=True):
+    def forward(self, input, *, axes, keepdim, take_max):
         reduce = input.max if take_max else input.min
         extreme = reduce(axis=axes, keepdims=True)
         winners = input == extreme
@@ -85,7 +85,7 @@ class AMax(Function):
 class MaxAlongDim(Function):
     """(values, indices) of the max (or min) along one axis; the gradient goes to the returned index only."""
 
-    def forward(self, input, dim=0, keepdim=False, take_max=True):
+    def forward(self, input, *, dim, keepdim, take_max):
         xp = get_array_module(input)
         indices = (input.argmax if take_max else input.argmin)(axis=dim)
         indices_kept = xp.expand_dims(indices, dim)
@@ -106,7 +106,7 @@ class MaxAlongDim(Function):
 class LogSumExp(Function):
     """y = m + log Σ exp(x − m), m the max (0 where m is ±inf);  dy/dx = exp(x − y) = softmax(x)."""
 
-    def forward(self, input, axes=(), keepdim=False):
+    def forward(self, input, *, axes, keepdim):
         xp = get_array_module(input)
         shift = input.max(axis=axes, keepdims=True)
         shift = xp.where(xp.isfinite(shift), shift, 0)

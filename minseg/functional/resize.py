@@ -64,7 +64,7 @@ def _separable_product(x, rows, cols):
 class Resample(Function):
     """y = A_h · x · A_wᵀ per (n, c) plane;  ∂L/∂x = A_hᵀ · g · A_w (a NaN or ∞ stays in its stencil)."""
 
-    def forward(self, input, rows=None, cols=None, row_zero_reads=None, col_zero_reads=None):
+    def forward(self, input, *, rows, cols, row_zero_reads, col_zero_reads):
         self.save_for_backward(rows, cols, row_zero_reads, col_zero_reads)
         return _separable_product(input, (rows, row_zero_reads), (cols, col_zero_reads))
 

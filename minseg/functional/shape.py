@@ -25,7 +25,7 @@ def _shape_args(shape) -> tuple:
 
 
 class Reshape(Function):
-    def forward(self, input, shape=()):
+    def forward(self, input, *, shape):
         self.input_shape = input.shape
         return input.reshape(shape)
 
@@ -92,7 +92,7 @@ def accepts_unbatched(op: str):
 
 
 class Permute(Function):
-    def forward(self, input, dims=()):
+    def forward(self, input, *, dims):
         self.dims = dims
         return input.transpose(dims)
 
@@ -120,7 +120,7 @@ def transpose(input, dim0: int, dim1: int):
 
 
 class Cat(Function):
-    def forward(self, *tensors, dim=0):
+    def forward(self, *tensors, dim):
         xp = get_array_module(*tensors)
         self.dim = dim
         self.sizes = [t.shape[dim] for t in tensors]
@@ -173,7 +173,7 @@ class GetItem(Function):
     """y = x[index]. Backward writes the gradient back into a zero array at the same places; integer-array
     indices may repeat, so those are accumulated with ``scatter_add``."""
 
-    def forward(self, input, index=()):
+    def forward(self, input, *, index):
         self.input_shape, self.dtype, self.index = input.shape, input.dtype, index
         return input[index]
 
@@ -225,7 +225,7 @@ def center_crop(input, size):
 
 
 class Flip(Function):
-    def forward(self, input, dims=()):
+    def forward(self, input, *, dims):
         self.dims = dims
         return get_array_module(input).flip(input, axis=dims)
 
@@ -256,7 +256,7 @@ class Pad(Function):
     is a copy of one source pixel, so its gradient is added back onto that pixel.
     """
 
-    def forward(self, input, widths=(), mode="constant", value=0.0):
+    def forward(self, input, *, widths, mode, value):
         xp = get_array_module(input)
         self.input_shape, self.mode = input.shape, mode
         self.grow = tuple((max(before, 0), max(after, 0)) for before, after in widths)
