@@ -36,9 +36,9 @@ OPTIMIZERS = ("adamw", "sgd")
 
 
 # ------------------------------------------------------------------ writing
-def write_json(path, data) -> None:
-    """Write ``data`` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2).encode()
+def write_json(path, data, indent: int = 2) -> None:
+    """Write ``data`` as indented JSON, atomically (``atomic_write``)."""
+    text = json.dumps(data, indent=indent).encode()
     atomic_write(path, lambda file: file.write(text))
 
 

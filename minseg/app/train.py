@@ -16,7 +16,6 @@ SIGTERM) finishes the current step, saves a checkpoint and then stops.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
@@ -30,6 +29,7 @@ from ..core.autograd import no_grad
 from ..core.backend import get_array_module
 from ..core.random import get_rng_state, manual_seed, set_rng_state
 from ..core.serialization import load, save
+from .runs import write_json
 from .viz import plot_history
 
 
@@ -137,11 +137,7 @@ class Trainer:
     def _write_history(self) -> None:
         if self.out_dir is None:
             return
-        path = os.path.join(self.out_dir, "history.json")
-        temporary = path + ".tmp"
-        with open(temporary, "w") as file:
-            json.dump(self.history, file, indent=1)
-        os.replace(temporary, path)
+        write_json(os.path.join(self.out_dir, "history.json"), self.history, indent=1)
         if self.history["train"]:
             plot_history(self.history, os.path.join(self.out_dir, "curves.png"))
 

@@ -1,5 +1,5 @@
 """Shape ops: reshape/view, flatten, (un)squeeze, ``accepts_unbatched``, transpose, permute, cat, stack,
-indexing, flip, center_crop, pad.
+indexing, flip, center_crop, pad — and ``pair`` / ``same_padding``, the argument helpers of the 2-D ops.
 
 None of these change values, so each backward only undoes the rearrangement: reshape back, permute
 back, split the gradient of a concatenation, scatter the gradient of an indexing.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 
 import numpy as np
 
@@ -215,7 +216,7 @@ def center_crop(input, size):
     The window starts at ``((H − h) // 2, (W − w) // 2)``: when the margin is odd, the extra pixel is cut
     from the bottom/right.
     """
-    h, w = (size, size) if isinstance(size, int) else tuple(size)
+    h, w = pair(size, "size", "center_crop")
     height, width = input.shape[-2:]
     if not (0 < h <= height and 0 < w <= width):
         raise ValueError(f"center_crop: size ({h}, {w}) must be positive and fit inside the input's last two "
@@ -239,6 +240,27 @@ def flip(input, dims):
 
 
 # ------------------------------------------------------------------ padding
+def pair(value, name: str, op: str, minimum: int | None = None) -> tuple:
+    """An int, or a pair (or 1-element sequence) of ints, → an (h, w) tuple of ints, each ≥ ``minimum``
+    when one is given: the kernel/stride/padding/window arguments of every 2-D op. Anything else raises a
+    ValueError that names the op and the argument."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    values *= 2 if len(values) == 1 else 1
+    if len(values) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                   and (minimum is None or v >= minimum) for v in values):
+        bound = "" if minimum is None else f" ≥ {minimum}"
+        raise ValueError(f"{op}: {name} must be an int or a pair of ints{bound}; got {name}={value!r}")
+    return tuple(int(v) for v in values)
+
+
+def same_padding(kernel, dilation=(1, 1)) -> tuple:
+    """The ((top, bottom), (left, right)) padding of ``padding="same"`` at stride 1: d·(k − 1) in all per
+    axis, ⌊d·(k − 1)/2⌋ before and the rest (one more when it is odd) after, as PyTorch splits it."""
+    totals = [d * (k - 1) for k, d in zip(pair(kernel, "kernel_size", "same_padding", 1),
+                                          pair(dilation, "dilation", "same_padding", 1))]
+    return tuple((total // 2, total - total // 2) for total in totals)
+
+
 _PAD_MODES = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}  # torch name -> xp.pad name
 
 

@@ -38,6 +38,7 @@ from .. import functional as F
 from ..core.autograd import Tensor, no_grad
 from ..core.backend import device_of, get_array_module, to_device
 from ..functional.resize import bilinear_resize
+from ..functional.shape import pair
 from .crf import dense_crf
 
 BLENDS = ("gaussian", "constant")
@@ -49,13 +50,6 @@ class Prediction(NamedTuple):
 
     probabilities: object
     labels: object
-
-
-def _pair(value, name):
-    pair = (value, value) if np.ndim(value) == 0 else tuple(value)
-    if len(pair) != 2 or any(int(v) != v or v < 1 for v in pair):
-        raise ValueError(f"{name} must be a positive int or an (h, w) pair of them; got {value!r}")
-    return tuple(int(v) for v in pair)
 
 
 def _batch(image, caller):
@@ -115,7 +109,7 @@ def predict_resized(model, image, size):
     (an output stride) is handled by the same final resize to (H, W).
     """
     batch, added = _batch(image, "predict_resized")
-    logits = _logits(model, _resize(batch, _pair(size, "predict_resized: size")))
+    logits = _logits(model, _resize(batch, pair(size, "size", "predict_resized", 1)))
     return _result(_softmax(_resize(logits, batch.shape[-2:])), added)
 
 
@@ -127,7 +121,7 @@ def gaussian_importance_map(window, sigma_scale=0.125, floor=1e-3, device="cpu",
     flips. It is scaled to a peak of 1 and floored at 1e-3, MONAI's defaults, so that border pixels of a
     window still count where no other window covers them.
     """
-    height, width = _pair(window, "gaussian_importance_map: window")
+    height, width = pair(window, "window", "gaussian_importance_map", 1)
     if sigma_scale <= 0:
         raise ValueError(f"gaussian_importance_map: sigma_scale must be positive; got {sigma_scale!r}")
     profiles = []
@@ -167,7 +161,7 @@ def sliding_window(model, image, window, overlap=0.25, batch_size=4, blend="gaus
         raise ValueError(f"sliding_window: batch_size must be a positive int; got {batch_size!r}")
     batch, added = _batch(image, "sliding_window")
     xp = get_array_module(batch)
-    window = _pair(window, "sliding_window: window")
+    window = pair(window, "window", "sliding_window", 1)
     height, width = batch.shape[-2:]
     extra = [max(w - s, 0) for w, s in zip(window, (height, width))]
     padding = [(0, 0), (0, 0)] + [(e // 2, e - e // 2) for e in extra]
@@ -220,15 +214,15 @@ def overlap_tile(model, image, output_tile, input_tile=None, margin=None, alignm
         raise ValueError("overlap_tile: give exactly one of input_tile and margin")
     batch, added = _batch(image, "overlap_tile")
     xp = get_array_module(batch)
-    out = _pair(output_tile, "overlap_tile: output_tile")
+    out = pair(output_tile, "output_tile", "overlap_tile", 1)
     if input_tile is not None:
-        inner = _pair(input_tile, "overlap_tile: input_tile")
+        inner = pair(input_tile, "input_tile", "overlap_tile", 1)
         if any(i < o or (i - o) % 2 for i, o in zip(inner, out)):
             raise ValueError(f"overlap_tile: input_tile {inner} must exceed output_tile {out} by an even number of "
                              "pixels (twice the margin) on each axis")
         margins = tuple((i - o) // 2 for i, o in zip(inner, out))
     else:
-        margins = (margin, margin) if np.ndim(margin) == 0 else tuple(int(m) for m in margin)
+        margins = pair(margin, "margin", "overlap_tile", 0)
     steps = tuple((o // alignment) * alignment for o in out)
     if min(steps) < 1:
         raise ValueError(f"overlap_tile: output_tile {out} is smaller than alignment={alignment}")
@@ -298,7 +292,7 @@ def predict_image(model, image, *, multiple=1, window=None, flips=(), crf=False)
     array = image.data if isinstance(image, Tensor) else image
     if array.ndim != 3:
         raise ValueError(f"predict_image: image must be (C, H, W); got shape {tuple(array.shape)}")
-    multiple = _pair(multiple, "predict_image: multiple")
+    multiple = pair(multiple, "multiple", "predict_image", 1)
 
     def padded_model(batch):  # NCHW Tensor → logits of its own size
         h, w = batch.shape[-2:]

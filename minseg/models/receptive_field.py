@@ -48,6 +48,7 @@ from .. import nn
 from ..core.autograd import Tensor, enable_grad
 from ..core.backend import to_device
 from ..functional.conv import conv_output_size, conv_transpose_output_size
+from ..functional.shape import pair, same_padding
 
 RFRow = namedtuple("RFRow", "name layer kernel stride padding dilation rf jump start")
 RFRow.__doc__ = """One layer of the analytic table. ``kernel``/``stride``/``padding``/``dilation`` are the layer's
@@ -63,10 +64,6 @@ PASS_THROUGH = (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.Batch
                 nn.Identity)
 
 
-def _pair(value) -> tuple:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-
-
 def _geometry(layer):
     """(kernel, stride, top/left padding, dilation, transposed) of a sliding-window layer, per axis."""
     if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -74,14 +71,15 @@ def _geometry(layer):
         if layer.padding == "valid":
             padding = (0, 0)
         elif layer.padding == "same":
-            padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+            padding = tuple(before for before, _ in same_padding(kernel, dilation))
         else:
             padding = layer.padding
         return kernel, layer.stride, padding, dilation, isinstance(layer, nn.ConvTranspose2d)
-    if isinstance(layer, nn.MaxPool2d):
-        return (_pair(layer.kernel_size), _pair(layer.stride), _pair(layer.padding), _pair(layer.dilation), False)
-    if isinstance(layer, nn.AvgPool2d):
-        return _pair(layer.kernel_size), _pair(layer.stride), _pair(layer.padding), (1, 1), False
+    if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+        dilation = layer.dilation if isinstance(layer, nn.MaxPool2d) else 1
+        kernel, stride, padding = (pair(getattr(layer, name), name, "receptive_field")
+                                   for name in ("kernel_size", "stride", "padding"))
+        return kernel, stride, padding, pair(dilation, "dilation", "receptive_field"), False
     raise TypeError(f"receptive_field: {type(layer).__name__} has no fixed window (supported: Conv2d, "
                     f"ConvTranspose2d, MaxPool2d, AvgPool2d, and pixel-wise layers); pass the chain of layers "
                     f"that leads up to it")
@@ -206,7 +204,7 @@ def _measuring(model, replace_max_pool: bool):
     flags = [(param, param.requires_grad) for param in model.parameters()]
     pools = [m for m in modules if isinstance(m, nn.MaxPool2d)] if replace_max_pool else []
     for pool in pools:
-        if _pair(pool.dilation) != (1, 1):
+        if pair(pool.dilation, "dilation", "receptive_field") != (1, 1):
             raise ValueError("empirical_receptive_field: a dilated max pool has no average-pool twin; "
                              "pass replace_max_pool=False")
         pool.forward = (lambda p: lambda x: F.avg_pool2d(x, p.kernel_size, p.stride, p.padding, p.ceil_mode))(pool)

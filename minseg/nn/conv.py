@@ -13,14 +13,11 @@ import numpy as np
 
 from .. import functional as F
 from ..functional.conv import conv_transpose_output_size
+from ..functional.shape import pair, same_padding
 from . import init
 from .module import Module, Parameter
 
 PADDING_MODES = ("zeros", "reflect", "replicate")
-
-
-def _pair(value) -> tuple:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 class _ConvNd(Module):
@@ -38,9 +35,10 @@ class _ConvNd(Module):
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"{name}: padding_mode must be one of {PADDING_MODES}; got {padding_mode!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.dilation = _pair(kernel_size), _pair(stride), _pair(dilation)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
-        self.output_padding = _pair(output_padding)
+        self.kernel_size, self.stride = pair(kernel_size, "kernel_size", name, 1), pair(stride, "stride", name, 1)
+        self.dilation = pair(dilation, "dilation", name, 1)
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding", name, 0)
+        self.output_padding = pair(output_padding, "output_padding", name, 0)
         self.transposed, self.groups, self.padding_mode = transposed, groups, padding_mode
         shape = (in_channels, out_channels // groups) if transposed else (out_channels, in_channels // groups)
         self.weight = Parameter(np.empty(shape + self.kernel_size, dtype=np.float32))
@@ -84,7 +82,7 @@ class Conv2d(_ConvNd):
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros"):
         if isinstance(padding, str) and padding not in ("same", "valid"):
             raise ValueError(f"Conv2d: padding must be an int, a pair, 'same' or 'valid'; got {padding!r}")
-        if padding == "same" and _pair(stride) != (1, 1):
+        if padding == "same" and pair(stride, "stride", "Conv2d", 1) != (1, 1):
             raise ValueError(f"Conv2d: padding='same' needs stride 1; got stride={stride!r}")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0, groups, bias,
                          padding_mode)
@@ -94,8 +92,7 @@ class Conv2d(_ConvNd):
         if self.padding == "valid":
             return (0, 0, 0, 0)
         if self.padding == "same":
-            totals = [d * (k - 1) for k, d in zip(self.kernel_size, self.dilation)]
-            (top, bottom), (left, right) = ((t // 2, t - t // 2) for t in totals)
+            (top, bottom), (left, right) = same_padding(self.kernel_size, self.dilation)
         else:
             (top, bottom), (left, right) = ((p, p) for p in self.padding)
         return (left, right, top, bottom)
