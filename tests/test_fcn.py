@@ -98,7 +98,7 @@ def test_initialisation_follows_the_paper():
         assert getattr(model, name).bias is None
         assert np.all(weight[~np.eye(4, dtype=bool)] == 0) and weight[0, 0].max() > 0
     assert model.features[0].padding == (100, 100)
-    assert all(model.features[i].ceil_mode for i in model.pool_indices)
+    assert all(model.features[i].ceil_mode for i in model.features.pool_indices)
 
 
 @pytest.mark.parametrize("factor", [2, 3, 8, 32])
@@ -149,8 +149,8 @@ def test_crop_offsets_follow_from_the_layer_geometry():
     model = FCN8s(2, width=1 / 32)
     features = list(model.features)
     trunk = features + list(model.classifier) + [model.score_fr]
-    pool3 = receptive_field(features[:model.pool_indices[2] + 1] + [model.score_pool3])[-1]
-    pool4 = receptive_field(features[:model.pool_indices[3] + 1] + [model.score_pool4])[-1]
+    pool3 = receptive_field(features[:model.features.pool_indices[2] + 1] + [model.score_pool3])[-1]
+    pool4 = receptive_field(features[:model.features.pool_indices[3] + 1] + [model.score_pool4])[-1]
     upscore2 = receptive_field(trunk + [model.upscore2])[-1]
     upscore_pool4 = receptive_field(trunk + [model.upscore2, model.upscore_pool4])[-1]
     assert (pool4.start[0], pool4.jump[0], upscore2.start[0], upscore2.jump[0]) == (-91.5, 16, -11.5, 16)

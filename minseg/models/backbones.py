@@ -45,7 +45,37 @@ def init_weights(module: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- VGG
-def vgg16_features(width: float = 1.0, in_channels: int = 3, batch_norm: bool = False) -> nn.Sequential:
+class VGGFeatures(nn.Sequential):
+    """VGG-16's convolutional part: a ``Sequential`` with torchvision's indices and keys that also knows its
+    five max pools, so the models built on it tap them by name (FCN's pool3/pool4 skips, §7.2.2)."""
+
+    @property
+    def pool_indices(self) -> tuple:
+        """Where the max pools sit: (4, 9, 16, 23, 30) without batch norm, as in torchvision."""
+        return tuple(i for i, layer in enumerate(self) if isinstance(layer, nn.MaxPool2d))
+
+    @property
+    def stage_channels(self) -> "OrderedDict[str, int]":
+        """``{"pool1": 64w, "pool2": 128w, "pool3": 256w, "pool4": 512w, "pool5": 512w}``: each pool's channels."""
+        channels, out = OrderedDict(), None
+        for layer in self:
+            if isinstance(layer, nn.Conv2d):
+                out = layer.out_channels
+            elif isinstance(layer, nn.MaxPool2d):
+                channels[f"pool{len(channels) + 1}"] = out
+        return channels
+
+    def stages(self, x) -> "OrderedDict[str, object]":
+        """``{"pool1": …, …, "pool5": …}``: the features after each max pool (strides 2 … 32 unless dilated)."""
+        stages = OrderedDict()
+        for layer in self:
+            x = layer(x)
+            if isinstance(layer, nn.MaxPool2d):
+                stages[f"pool{len(stages) + 1}"] = x
+        return stages
+
+
+def vgg16_features(width: float = 1.0, in_channels: int = 3, batch_norm: bool = False) -> VGGFeatures:
     """VGG-16's convolutional part (torchvision's ``make_layers``): 13 3×3 convolutions with padding 1, each
     followed by ReLU (batch norm before it with ``batch_norm``), and a 2×2/stride-2 max pool after each of
     the five blocks; initialised by ``init_weights``."""
@@ -60,7 +90,7 @@ def vgg16_features(width: float = 1.0, in_channels: int = 3, batch_norm: bool = 
             layers.append(nn.BatchNorm2d(out))
         layers.append(nn.ReLU(inplace=True))
         channels = out
-    features = nn.Sequential(*layers)
+    features = VGGFeatures(*layers)
     init_weights(features)
     return features
 
@@ -81,7 +111,7 @@ class VGG(nn.Module):
                  batch_norm: bool = False, dropout: float = 0.5):
         super().__init__()
         self.features = vgg16_features(width, in_channels, batch_norm)
-        self.pool_indices = tuple(i for i, layer in enumerate(self.features) if isinstance(layer, nn.MaxPool2d))
+        self.pool_indices = self.features.pool_indices
         channels = self.out_channels = scale_channels(512, width)
         hidden = scale_channels(4096, width)
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))
@@ -93,12 +123,7 @@ class VGG(nn.Module):
 
     def feature_stages(self, x) -> "OrderedDict[str, object]":
         """``{"pool1": …, …, "pool5": …}``: the features after each max pool, at strides 2, 4, 8, 16, 32."""
-        stages = OrderedDict()
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in self.pool_indices:
-                stages[f"pool{len(stages) + 1}"] = x
-        return stages
+        return self.features.stages(x)
 
     def forward(self, x):
         x = self.avgpool(self.features(x))

@@ -33,7 +33,7 @@ from collections import OrderedDict
 from .. import functional as F
 from .. import nn
 from ..functional.resize import bilinear_resize
-from .backbones import resnet18, resnet34, resnet50, resnet101, scale_channels, vgg16_features
+from .backbones import VGGFeatures, resnet18, resnet34, resnet50, resnet101, scale_channels, vgg16_features
 
 RESNETS = {"resnet18": resnet18, "resnet34": resnet34, "resnet50": resnet50, "resnet101": resnet101}
 
@@ -80,7 +80,7 @@ def _resnet_backbone(model, backbone, width, in_channels, output_stride, multi_g
 
 
 # ---------------------------------------------------------------------------------------- v1 / v2 on VGG
-def dilated_vgg16_features(width: float = 1.0, in_channels: int = 3, output_stride: int = 8) -> nn.Sequential:
+def dilated_vgg16_features(width: float = 1.0, in_channels: int = 3, output_stride: int = 8) -> VGGFeatures:
     """VGG-16's ``features`` as DeepLab v1/v2 use them (§7.4.2).
 
     The max pools become 3×3 with padding 1 (so each halves the size rounding up, as in DeepLab); once
@@ -123,7 +123,8 @@ class DeepLabV1(nn.Module):
                                allow_custom_rates)
         self.output_stride, self.rate = output_stride, rate
         self.backbone = dilated_vgg16_features(width, in_channels, output_stride)
-        self.head = largefov_head(scale_channels(512, width), num_classes, rate, scale_channels(1024, width), dropout)
+        self.head = largefov_head(self.backbone.stage_channels["pool5"], num_classes, rate, scale_channels(1024, width),
+                                  dropout)
 
     def forward(self, x):
         return bilinear_resize(self.head(self.backbone(x)), x.shape[-2:])
@@ -159,8 +160,8 @@ class DeepLabV2(nn.Module):
         self.output_stride = output_stride
         if backbone == "vgg16":
             self.backbone = dilated_vgg16_features(width, in_channels, output_stride)
-            self.aspp = SumASPP(scale_channels(512, width), num_classes, self.rates, scale_channels(1024, width),
-                                dropout)
+            self.aspp = SumASPP(self.backbone.stage_channels["pool5"], num_classes, self.rates,
+                                scale_channels(1024, width), dropout)
         else:
             self.backbone = _resnet_backbone("DeepLabV2", backbone, width, in_channels, output_stride, None)
             self.aspp = SumASPP(self.backbone.out_channels, num_classes, self.rates)

@@ -100,8 +100,8 @@ def _crop(x, offset: int, size):
 
 
 class _FCN(nn.Module):
-    """What the three FCNs share: the VGG-16 convolutions (``features``, torchvision's indices, conv1_1 padded
-    by 100, pools rounding up), fc6/fc7 as convolutions (``classifier``, keys as ``convolutionalize``'s) and
+    """What the three FCNs share: the VGG-16 convolutions (``features``, a ``VGGFeatures`` with torchvision's
+    indices, conv1_1 padded by 100, pools rounding up; ``encode`` taps its pools by name), fc6/fc7 as convolutions (``classifier``, keys as ``convolutionalize``'s) and
     ``score_fr``. ``width`` scales every channel count as in ``vgg16``."""
 
     def __init__(self, num_classes: int = 21, width: float = 1.0, in_channels: int = 3, batch_norm: bool = False,
@@ -110,13 +110,11 @@ class _FCN(nn.Module):
         self.num_classes = num_classes
         self.features = vgg16_features(width, in_channels, batch_norm)
         self.features[0].padding = (PAPER_PADDING, PAPER_PADDING)
-        self.pool_indices = tuple(i for i, layer in enumerate(self.features) if isinstance(layer, nn.MaxPool2d))
-        for index in self.pool_indices:
+        for index in self.features.pool_indices:
             self.features[index].ceil_mode = True
-        channels = [layer for layer in self.features if isinstance(layer, nn.Conv2d)]
-        self.pool3_channels, self.pool4_channels = channels[6].out_channels, channels[9].out_channels
+        self.stage_channels = self.features.stage_channels  # the channels of the pool3 and pool4 skips
         hidden = scale_channels(4096, width)
-        self.classifier = nn.Sequential(nn.Conv2d(channels[-1].out_channels, hidden, 7), nn.ReLU(inplace=True),
+        self.classifier = nn.Sequential(nn.Conv2d(self.stage_channels["pool5"], hidden, 7), nn.ReLU(inplace=True),
                                         nn.Dropout(dropout), nn.Conv2d(hidden, hidden, 1), nn.ReLU(inplace=True),
                                         nn.Dropout(dropout))
         init_weights(self.classifier)
@@ -131,12 +129,8 @@ class _FCN(nn.Module):
 
     def encode(self, x):
         """(pool3, pool4, class scores at stride 32): the three maps that the decoders fuse."""
-        pools = []
-        for index, layer in enumerate(self.features):
-            x = layer(x)
-            if index in self.pool_indices:
-                pools.append(x)
-        return pools[2], pools[3], self.score_fr(self.classifier(x))
+        stages = self.features.stages(x)
+        return stages["pool3"], stages["pool4"], self.score_fr(self.classifier(stages["pool5"]))
 
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}"
@@ -162,7 +156,7 @@ class FCN16s(_FCN):
                  dropout: float = 0.5):
         super().__init__(num_classes, width, in_channels, batch_norm, dropout)
         self.upscore2 = bilinear_upsampling(num_classes, 2)
-        self.score_pool4 = _score_layer(self.pool4_channels, num_classes)
+        self.score_pool4 = _score_layer(self.stage_channels["pool4"], num_classes)
         self.upscore16 = bilinear_upsampling(num_classes, 16)
 
     def forward(self, x):
@@ -180,9 +174,9 @@ class FCN8s(_FCN):
                  dropout: float = 0.5):
         super().__init__(num_classes, width, in_channels, batch_norm, dropout)
         self.upscore2 = bilinear_upsampling(num_classes, 2)
-        self.score_pool4 = _score_layer(self.pool4_channels, num_classes)
+        self.score_pool4 = _score_layer(self.stage_channels["pool4"], num_classes)
         self.upscore_pool4 = bilinear_upsampling(num_classes, 2)
-        self.score_pool3 = _score_layer(self.pool3_channels, num_classes)
+        self.score_pool3 = _score_layer(self.stage_channels["pool3"], num_classes)
         self.upscore8 = bilinear_upsampling(num_classes, 8)
 
     def forward(self, x):
