@@ -4,6 +4,12 @@
 requires grad in both frameworks (other values are passed through unchanged). The forward outputs must
 agree to ``rtol``; then both outputs are back-propagated with the same random upstream gradient and the
 gradient of every leaf must agree too.
+
+``check_twin(lambda F, x: F.relu(x), *inputs)``: the same, for an op whose two spellings are identical —
+the lambda runs once with ``minseg.functional`` and once with torch's functional namespace.
+
+``check_directional_derivative(fn, x)``: where torch has no twin, ⟨∇f(x), u⟩ against the central
+difference (f(x + εu) − f(x − εu)) / 2ε along a random unit direction u (Chainer's ``check_backward``).
 """
 
 import inspect
@@ -13,6 +19,7 @@ import numpy as np
 import torch
 
 import minseg
+import minseg.functional as MF
 
 RTOL = 1e-10
 ATOL = 1e-12
@@ -67,6 +74,38 @@ def check_op(minseg_fn, torch_fn, *inputs, device="cpu", rtol=RTOL, atol=ATOL, g
         assert mine.grad.dtype == mine.dtype, f"input {i}: gradient dtype {mine.grad.dtype} != {mine.dtype}"
         assert_close(mine.grad, twin.grad, rtol, atol, what=f"gradient of input {i}")
     return our_outputs
+
+
+class _TorchFunctional:
+    """torch's side of a twin lambda: ``F.name`` is ``torch.nn.functional.name`` where that exists (conv2d,
+    pad, interpolate…), else ``torch.name`` (clamp, maximum…); sigmoid and tanh come from ``torch``, where
+    torch.nn.functional's copies are deprecated."""
+
+    def __getattr__(self, name):
+        if name not in ("sigmoid", "tanh") and hasattr(torch.nn.functional, name):
+            return getattr(torch.nn.functional, name)
+        return getattr(torch, name)
+
+
+TORCH_FUNCTIONAL = _TorchFunctional()
+
+
+def check_twin(fn, *inputs, **options):
+    """``check_op`` for an op written the same way in both frameworks: ``fn(F, *inputs)`` with F the
+    functional namespace (``minseg.functional``, then torch's)."""
+    return check_op(lambda *xs: fn(MF, *xs), lambda *xs: fn(TORCH_FUNCTIONAL, *xs), *inputs, **options)
+
+
+def check_directional_derivative(fn, x, device="cpu", seed=0, eps=1e-6, rtol=1e-6, atol=1e-9):
+    """Backward checked without a twin: ``fn`` maps a Tensor to a scalar Tensor; ⟨∇fn(x), u⟩ must equal
+    (fn(x + εu) − fn(x − εu)) / 2ε, whose error is O(ε²), for a random unit direction u (float64 ``x``)."""
+    leaf = minseg.Tensor(minseg.to_device(x, device), requires_grad=True)
+    fn(leaf).backward()
+    u = np.random.default_rng(seed).standard_normal(x.shape)
+    u /= np.linalg.norm(u)
+    value = lambda y: fn(minseg.Tensor(minseg.to_device(y, device))).item()  # noqa: E731
+    numeric = (value(x + eps * u) - value(x - eps * u)) / (2 * eps)
+    np.testing.assert_allclose(float(np.sum(leaf.grad.numpy() * u)), numeric, rtol=rtol, atol=atol)
 
 
 def no_ties(rng, *shape):

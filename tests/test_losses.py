@@ -10,7 +10,7 @@ from scipy import ndimage
 
 import minseg
 import minseg.losses as L
-from helpers import check_op
+from helpers import check_directional_derivative, check_op
 from loss_references import (VOID, brute_force_boundary_weights, kervadec_maps, ref_boundary, ref_dice,
                              ref_lovasz_hinge, ref_lovasz_softmax, ref_sigmoid_focal, ref_sobel, ref_softmax_focal,
                              ref_weighted_ce)
@@ -26,17 +26,6 @@ def _problem(rng, classes=3, shape=(2, 6, 7), binary=False, void_fraction=0.25):
     target = rng.integers(0, 2 if binary else classes, shape)
     target[rng.random(shape) < void_fraction] = VOID
     return logits, target
-
-
-def _directional_check(loss, logits, device, seed=0, eps=1e-6):
-    """Chainer-style check: ⟨∇loss, u⟩ equals a central difference along a random unit direction u."""
-    x = minseg.Tensor(minseg.to_device(logits, device), requires_grad=True)
-    loss(x).backward()
-    u = np.random.default_rng(seed).standard_normal(logits.shape)
-    u /= np.linalg.norm(u)
-    value = lambda y: loss(minseg.Tensor(minseg.to_device(y, device))).item()  # noqa: E731
-    numeric = (value(logits + eps * u) - value(logits - eps * u)) / (2 * eps)
-    np.testing.assert_allclose(float(np.sum(x.grad.numpy() * u)), numeric, rtol=1e-6, atol=1e-9)
 
 
 # ------------------------------------------------------------------ value and gradient vs the references
@@ -220,7 +209,7 @@ def test_directional_finite_difference(name, rng, device):
     loss, binary = LOSS_CASES[name]
     logits, target = _problem(rng, binary=binary, void_fraction=0.1)
     labels = minseg.Tensor(minseg.to_device(target, device))
-    _directional_check(lambda x: loss(x, labels), logits, device)
+    check_directional_derivative(lambda x: loss(x, labels), logits, device)
 
 
 @pytest.mark.parametrize("name", LOSS_CASES)
