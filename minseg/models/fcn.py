@@ -132,6 +132,16 @@ class _FCN(nn.Module):
         stages = self.features.stages(x)
         return stages["pool3"], stages["pool4"], self.score_fr(self.classifier(stages["pool5"]))
 
+    def _add_pool4_skip(self) -> None:
+        """FCN-16s's and FCN-8s's first fusion: ``upscore2`` (scores ×2) and ``score_pool4``."""
+        self.upscore2 = bilinear_upsampling(self.num_classes, 2)
+        self.score_pool4 = _score_layer(self.stage_channels["pool4"], self.num_classes)
+
+    def _fuse_pool4(self, score, pool4):
+        """Scores ×2 plus pool4's scores cropped by 5: the stride-16 map of FCN-16s and FCN-8s."""
+        upscore2 = self.upscore2(score)
+        return upscore2 + _crop(self.score_pool4(pool4), 5, upscore2.shape[-2:])
+
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}"
 
@@ -155,15 +165,12 @@ class FCN16s(_FCN):
     def __init__(self, num_classes: int = 21, width: float = 1.0, in_channels: int = 3, batch_norm: bool = False,
                  dropout: float = 0.5):
         super().__init__(num_classes, width, in_channels, batch_norm, dropout)
-        self.upscore2 = bilinear_upsampling(num_classes, 2)
-        self.score_pool4 = _score_layer(self.stage_channels["pool4"], num_classes)
+        self._add_pool4_skip()
         self.upscore16 = bilinear_upsampling(num_classes, 16)
 
     def forward(self, x):
         _, pool4, score = self.encode(x)
-        upscore2 = self.upscore2(score)
-        fuse_pool4 = upscore2 + _crop(self.score_pool4(pool4), 5, upscore2.shape[-2:])
-        return _crop(self.upscore16(fuse_pool4), 27, x.shape[-2:])
+        return _crop(self.upscore16(self._fuse_pool4(score, pool4)), 27, x.shape[-2:])
 
 
 class FCN8s(_FCN):
@@ -173,16 +180,13 @@ class FCN8s(_FCN):
     def __init__(self, num_classes: int = 21, width: float = 1.0, in_channels: int = 3, batch_norm: bool = False,
                  dropout: float = 0.5):
         super().__init__(num_classes, width, in_channels, batch_norm, dropout)
-        self.upscore2 = bilinear_upsampling(num_classes, 2)
-        self.score_pool4 = _score_layer(self.stage_channels["pool4"], num_classes)
+        self._add_pool4_skip()
         self.upscore_pool4 = bilinear_upsampling(num_classes, 2)
         self.score_pool3 = _score_layer(self.stage_channels["pool3"], num_classes)
         self.upscore8 = bilinear_upsampling(num_classes, 8)
 
     def forward(self, x):
         pool3, pool4, score = self.encode(x)
-        upscore2 = self.upscore2(score)
-        fuse_pool4 = upscore2 + _crop(self.score_pool4(pool4), 5, upscore2.shape[-2:])
-        upscore_pool4 = self.upscore_pool4(fuse_pool4)
+        upscore_pool4 = self.upscore_pool4(self._fuse_pool4(score, pool4))
         fuse_pool3 = upscore_pool4 + _crop(self.score_pool3(pool3), 9, upscore_pool4.shape[-2:])
         return _crop(self.upscore8(fuse_pool3), 31, x.shape[-2:])
