@@ -67,6 +67,21 @@ def test_max_pool2d_ties_go_to_the_first_maximum_like_torch(kernel, stride, rng,
              lambda t: TF.max_pool2d(t, kernel, stride, 1, return_indices=True), x, device=device)
 
 
+def test_max_pool2d_nan_propagates_like_torch(rng):
+    """A NaN in a window is its maximum; with two NaNs PyTorch's CPU kernel points at the later one."""
+    import torch
+
+    x = rng.standard_normal((1, 2, 6, 6))
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = np.nan          # two NaNs in one 2×2 window
+    x[0, 1, 3, 3] = np.nan
+    x[0, 1, 2, 2] = x[0, 1, 2, 3] = 7.0             # a tie beside a NaN window of a 3×3/1 pool
+    for kernel, stride in ((2, 2), (3, 1)):
+        values, indices = F.max_pool2d(minseg.tensor(x), kernel, stride, return_indices=True)
+        expected_values, expected_indices = TF.max_pool2d(torch.tensor(x), kernel, stride, return_indices=True)
+        np.testing.assert_array_equal(values.numpy(), expected_values.numpy())
+        np.testing.assert_array_equal(indices.numpy(), expected_indices.numpy())
+
+
 def test_max_pool2d_indices_are_int64_flat_positions(device):
     x = minseg.Tensor(minseg.to_device(np.arange(16.0).reshape(1, 1, 4, 4), device))
     values, indices = F.max_pool2d(x, 2, return_indices=True)

@@ -34,11 +34,13 @@ import numpy as np
 
 from ..core.autograd import Function
 from ..core.backend import get_array_module
+from ..core.threads import split_work
 from .im2col import col2im, conv_output_size, conv_transpose_output_size, im2col  # noqa: F401 (re-exported)
 from .shape import accepts_unbatched
 
 TILE_BYTES = 4 * 2**20
 GPU_TILE_BYTES = 256 * 2**20
+MIN_TILE_COLUMNS = 512
 
 
 def _reads_inside(offset: int, stride: int, count: int, size: int) -> tuple:
@@ -89,26 +91,40 @@ class Windows:
                 if c1 < ow:
                     slab[:, :, a - first:b - first, c1:] = 0
 
-    def column_tiles(self, x):
-        """Yield ``(images, first, last, cols)``: the columns (n, C·KH·KW, rows·OW) of output rows
-        [first, last) of ``x[images]``, built in tiles of about ``TILE_BYTES`` (``GPU_TILE_BYTES`` on a
-        GPU) in one reused buffer — several whole images when they are small, else bands of rows."""
-        xp = get_array_module(x)
+    def tiles(self, x) -> list:
+        """The tiles ``(images, first, last)`` of ``x``'s columns: output rows [first, last) of ``x[images]``,
+        each of about ``TILE_BYTES`` (``GPU_TILE_BYTES`` on a GPU) — several whole images when they are
+        small, else equal bands of rows — but at least ``MIN_TILE_COLUMNS`` wide, so that a deep layer's
+        GEMM is not cut into thin slices that each re-read the whole weight."""
         n, c = x.shape[:2]
         (kh, kw), (oh, ow) = self.kernel, self.out_hw
-        if self.pointwise:                                                 # no copy at all
-            yield slice(0, n), 0, oh, x.reshape(n, c, oh * ow)
-            return
+        if self.pointwise:                              # image by image, so that the host threads share them
+            return [(slice(image, image + 1), 0, oh) for image in range(n)]
         if n == 0:
-            return
+            return []
         budget = TILE_BYTES if isinstance(x, np.ndarray) else GPU_TILE_BYTES
-        rows_per_tile = max(1, budget // max(1, c * kh * kw * ow * x.itemsize))
-        if rows_per_tile >= oh:
-            images = min(n, rows_per_tile // oh)
-            tiles = [(slice(start, min(n, start + images)), 0, oh) for start in range(0, n, images)]
-        else:
-            tiles = [(slice(image, image + 1), first, min(oh, first + rows_per_tile))
-                     for image in range(n) for first in range(0, oh, rows_per_tile)]
+        rows = max(budget // max(1, c * kh * kw * ow * x.itemsize), -(-MIN_TILE_COLUMNS // ow), 1)
+        if rows >= oh:
+            per_tile = min(n, rows // oh)
+            per_tile = -(-n // -(-n // per_tile))                                  # equal shares
+            return [(slice(start, min(n, start + per_tile)), 0, oh) for start in range(0, n, per_tile)]
+        rows = -(-oh // -(-oh // rows))                                            # equal bands
+        return [(slice(image, image + 1), first, min(oh, first + rows)) for image in range(n) for first in range(0, oh, rows)]
+
+    def column_tiles(self, x, tiles=None):
+        """Yield ``(images, first, last, cols)`` for each of ``tiles`` (default: all of ``self.tiles(x)``):
+        the columns (n, C·KH·KW, rows·OW) of output rows [first, last) of ``x[images]``, built in one buffer
+        reused for every tile."""
+        xp = get_array_module(x)
+        tiles = self.tiles(x) if tiles is None else tiles
+        c = x.shape[1]
+        (kh, kw), ow = self.kernel, self.out_hw[1]
+        if self.pointwise:                                                 # no copy at all
+            for images, first, last in tiles:
+                yield images, first, last, x[images].reshape(images.stop - images.start, c, -1)
+            return
+        if not tiles:
+            return
         largest = max((t[0].stop - t[0].start) * (t[2] - t[1]) for t in tiles)
         buffer = xp.empty(largest * c * kh * kw * ow, dtype=x.dtype)
         for images, first, last in tiles:
@@ -119,10 +135,10 @@ class Windows:
 
 
 # ------------------------------------------------------------------ the products
-def column_products(source, windows: Windows, groups: int, weight=None, other=None):
+def column_products(source, windows: Windows, groups: int, weight=None, other=None, bias=None):
     """One im2col pass over ``source`` (N, C, H, W) serving two products, tile by tile:
 
-    * ``weight`` (O, C/G, KH, KW) given: out = W · cols, the convolution (N, O, OH, OW);
+    * ``weight`` (O, C/G, KH, KW) given: out = W · cols (+ ``bias``), the convolution (N, O, OH, OW);
     * ``other`` (N, O, OH, OW) given: Σₙ other[n] · cols[n]ᵀ, the weight gradient (O, C/G, KH, KW).
 
     Returns ``(out, weight_grad)``, ``None`` for the product not asked for.
@@ -139,16 +155,31 @@ def column_products(source, windows: Windows, groups: int, weight=None, other=No
     if other is not None:
         o = other.shape[1]
         other = other.reshape(n, o, oh * ow)
-        grad = xp.zeros((groups, k, o // groups), dtype=xp.result_type(source, other))  # (G, K, O/G)
-    for images, first, last, cols in windows.column_tiles(source):
-        count, span = images.stop - images.start, slice(first * ow, last * ow)
-        cols = cols.reshape(count, groups, k, (last - first) * ow)                   # (n, G, K, L)
-        if weight is not None:                                                        # straight into the output
-            xp.matmul(w, cols, out=out[images, :, span].reshape(count, groups, o // groups, (last - first) * ow))
-        if other is not None:
-            g = other[images, :, span].reshape(count, groups, o // groups, (last - first) * ow)  # (n, G, O/G, L)
-            # the colsᵀ-side product (K × L)(L × O/G) measured ~2× faster in OpenBLAS than (O/G × L)(L × K)
-            grad += xp.matmul(cols, g.swapaxes(2, 3)).sum(axis=0)
+
+    def products(start, stop):                        # one host thread's share of the tiles, its own buffer
+        partial = xp.zeros((groups, k, o // groups), dtype=xp.result_type(source, other)) if other is not None else None
+        for images, first, last, cols in windows.column_tiles(source, tiles[start:stop]):
+            count, span = images.stop - images.start, slice(first * ow, last * ow)
+            cols = cols.reshape(count, groups, k, (last - first) * ow)               # (n, G, K, L)
+            if weight is not None:                                                    # straight into the output
+                tile = out[images, :, span]
+                xp.matmul(w, cols, out=tile.reshape(count, groups, o // groups, (last - first) * ow))
+                if bias is not None:                                                  # while the tile is in cache
+                    tile += bias[:, None]
+            if other is not None:
+                g = other[images, :, span].reshape(count, groups, o // groups, (last - first) * ow)  # (n, G, O/G, L)
+                # the colsᵀ-side product (K × L)(L × O/G) measured ~2× faster in OpenBLAS than (O/G × L)(L × K)
+                partial += xp.matmul(cols, g.swapaxes(2, 3)).sum(axis=0)
+        return partial
+
+    # the tiles are shared out over the host threads, each building and multiplying its own: NumPy copies a
+    # tile's columns on one core, so with one thread filling and BLAS multiplying, a core would sit idle
+    tiles = windows.tiles(source)
+    partials = split_work(products, len(tiles), source)
+    if other is not None:
+        grad = partials[0]
+        for partial in partials[1:]:
+            grad += partial
     if out is not None:
         out = out.reshape(n, o, oh, ow)
     if grad is not None:
@@ -156,9 +187,9 @@ def column_products(source, windows: Windows, groups: int, weight=None, other=No
     return out, grad
 
 
-def conv_forward(x, weight, windows: Windows, groups: int):
-    """y = W · im2col(x) per image and group: (N, C, H, W) → (N, O, OH, OW); weight (O, C/G, KH, KW)."""
-    return column_products(x, windows, groups, weight=weight)[0]
+def conv_forward(x, weight, windows: Windows, groups: int, bias=None):
+    """y = W · im2col(x) (+ b) per image and group: (N, C, H, W) → (N, O, OH, OW); weight (O, C/G, KH, KW)."""
+    return column_products(x, windows, groups, weight=weight, bias=bias)[0]
 
 
 class Phase(NamedTuple):
@@ -204,9 +235,6 @@ def conv_transpose_forward(x, weight, out_hw, stride, padding, dilation, groups)
     _, o_per_group, kh, kw = weight.shape
     rows = transposed_phases(out_hw[0], kh, stride[0], padding[0], dilation[0])
     cols = transposed_phases(out_hw[1], kw, stride[1], padding[1], dilation[1])
-    silent = any(not phase.taps for phase in rows + cols)                  # phases no tap reaches stay zero
-    y = (xp.zeros if silent else xp.empty)((n, groups * o_per_group) + tuple(out_hw), dtype=xp.result_type(x, weight))
-    y_groups = y.reshape(n, groups, o_per_group, *out_hw)                    # a view
     w_groups = weight.reshape(groups, c // groups, o_per_group, kh, kw)
     shared = {}                                                              # equal geometry → one GEMM
     for row in rows:
@@ -214,6 +242,8 @@ def conv_transpose_forward(x, weight, out_hw, stride, padding, dilation, groups)
             if row.taps and col.taps:
                 key = (len(row.taps), row.step, row.pad_before, row.count, len(col.taps), col.step, col.pad_before, col.count)
                 shared.setdefault(key, []).append((row, col))
+    silent = any(not phase.taps for phase in rows + cols)                  # phases no tap reaches stay zero
+    y = None
     for members in shared.values():
         (row, col) = members[0]
         # conv weight of each phase: (G, O/G, C/G, jh, jw) = W[g, c, o, taps_h, taps_w], stacked as (G, P, O/G, …)
@@ -222,9 +252,17 @@ def conv_transpose_forward(x, weight, out_hw, stride, padding, dilation, groups)
         sub = sub.reshape(groups * len(members) * o_per_group, c // groups, len(row.taps), len(col.taps))
         windows = Windows((h, w), sub.shape[2:], (1, 1), (row.step, col.step), (row.pad_before, col.pad_before),
                           (row.count, col.count))
-        out = conv_forward(x, sub, windows, groups).reshape(n, groups, len(members), o_per_group, row.count, col.count)
+        out = conv_forward(x, sub, windows, groups)
+        if stride == (1, 1):                               # a single phase, the whole output: no shuffle copy
+            return out
+        if y is None:
+            y = (xp.zeros if silent else xp.empty)((n, groups * o_per_group) + tuple(out_hw), dtype=out.dtype)
+        y_groups = y.reshape(n, groups, o_per_group, *out_hw)                # a view
+        out = out.reshape(n, groups, len(members), o_per_group, row.count, col.count)
         for p, (r, q) in enumerate(members):                                # the pixel shuffle
             y_groups[:, :, :, r.offset::stride[0], q.offset::stride[1]] = out[:, :, p]
+    if y is None:                                                            # no tap reaches any output
+        y = xp.zeros((n, groups * o_per_group) + tuple(out_hw), dtype=xp.result_type(x, weight))
     return y
 
 
@@ -236,10 +274,7 @@ class Conv2d(Function):
         self.windows, self.groups = Windows(input.shape[2:], weight.shape[2:], stride, dilation, padding, out_hw), groups
         self.save_for_backward(input if self.needs_input_grad[1] else None,
                                weight if self.needs_input_grad[0] else None)
-        out = conv_forward(input, weight, self.windows, groups)
-        if bias is not None:
-            out += bias.reshape(1, -1, 1, 1)
-        return out
+        return conv_forward(input, weight, self.windows, groups, bias)
 
     def backward(self, grad):
         input, weight = self.saved

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..core.autograd import Function, Tensor, check_same_device
 from ..core.backend import get_array_module
+from ..core.threads import rowwise
 
 
 # ------------------------------------------------------------------ arithmetic
@@ -274,13 +275,16 @@ class ReLU(Function):
     """
 
     def forward(self, input):
-        output = get_array_module(input).maximum(input, 0)   # NaN stays NaN, as in PyTorch
+        xp = get_array_module(input)
+        output = rowwise(lambda out, x: xp.maximum(x, 0, out=out), xp.empty_like(input), input)  # NaN stays NaN
         self.save_for_backward(output)
         return output
 
     def backward(self, grad):
         (output,) = self.saved
-        return grad * ~(output <= 0)           # not "output > 0": at NaN the gradient passes, as in PyTorch
+        xp = get_array_module(grad)
+        # not "output > 0": at NaN the gradient passes, as in PyTorch
+        return rowwise(lambda out, g, y: xp.multiply(g, ~(y <= 0), out=out), xp.empty_like(grad), grad, output)
 
 
 class LeakyReLU(Function):

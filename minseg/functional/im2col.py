@@ -44,7 +44,7 @@ def conv_transpose_output_size(size: int, kernel: int, stride: int = 1, padding:
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
 
-def _padded_shape(input_hw, kernel, stride, padding, dilation, out_hw):
+def padded_shape(input_hw, kernel, stride, padding, dilation, out_hw):
     """(H + 2p + extra) per axis: the extra bottom/right rows that the last window reaches (ceil_mode)."""
     return tuple(max(size + 2 * p, (o - 1) * s + d * (k - 1) + 1)
                  for size, k, s, p, d, o in zip(input_hw, kernel, stride, padding, dilation, out_hw))
@@ -59,7 +59,7 @@ def im2col(x, kernel_size, stride=(1, 1), padding=(0, 0), dilation=(1, 1), out_s
     xp = get_array_module(x)
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
     out_size = out_size or tuple(conv_output_size(*a) for a in zip(x.shape[2:], kernel_size, stride, padding, dilation))
-    (oh, ow), (hp, wp) = out_size, _padded_shape(x.shape[2:], kernel_size, stride, padding, dilation, out_size)
+    (oh, ow), (hp, wp) = out_size, padded_shape(x.shape[2:], kernel_size, stride, padding, dilation, out_size)
     padded = xp.full(x.shape[:2] + (hp, wp), pad_value, dtype=x.dtype)
     padded[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]] = x
     cols = xp.empty(x.shape[:2] + (kh, kw, oh, ow), dtype=x.dtype)
@@ -74,7 +74,7 @@ def col2im(cols, input_shape, stride=(1, 1), padding=(0, 0), dilation=(1, 1)):
     xp = get_array_module(cols)
     n, c, kh, kw, oh, ow = cols.shape
     (h, w), (sh, sw), (ph, pw), (dh, dw) = tuple(input_shape)[-2:], stride, padding, dilation
-    hp, wp = _padded_shape((h, w), (kh, kw), stride, padding, dilation, (oh, ow))
+    hp, wp = padded_shape((h, w), (kh, kw), stride, padding, dilation, (oh, ow))
     padded = xp.zeros((n, c, hp, wp), dtype=cols.dtype)
     for i in range(kh):
         for j in range(kw):

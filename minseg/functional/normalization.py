@@ -11,18 +11,31 @@ from __future__ import annotations
 from ..core.autograd import Function, Tensor, raw
 from ..core.backend import device_of, get_array_module, to_device
 from ..core.random import get_rng
+from ..core.threads import rowwise, split_work
 from .elementwise import mul
 
 
-def _sums_about_mean(flat, mean, other=None):
-    """Σ (x − μ) · y per channel of ``flat`` (N, C, L), y = ``other`` or x − μ itself, one image at a time:
-    the temporary x − μ stays an image's size (cache- and allocator-friendly) and no large x̂ is ever made."""
+def _channel_sums(flat, mean=None, other=None):
+    """Σ x per channel of ``flat`` (N, C, L); with ``mean``, Σ (x − μ) · y instead, y = ``other`` or x − μ.
+
+    The images are shared out over the host threads, and each takes its images one at a time: the
+    temporary x − μ stays an image's size (cache- and allocator-friendly) and no large x̂ is ever made."""
     xp = get_array_module(flat)
-    total = xp.zeros(flat.shape[1], dtype=flat.dtype)
-    for n in range(flat.shape[0]):
-        centered = flat[n] - mean[:, None]                               # (C, L)
-        total += xp.einsum("cl,cl->c", centered, centered if other is None else other[n])
-    return total
+
+    def sums(start, stop):
+        total = xp.zeros(flat.shape[1], dtype=flat.dtype)
+        for n in range(start, stop):
+            if mean is None:
+                total += flat[n].sum(axis=1)
+                continue
+            centered = flat[n] - mean[:, None]                           # (C, L)
+            total += xp.einsum("cl,cl->c", centered, centered if other is None else other[n])
+        return total
+
+    partials = split_work(sums, flat.shape[0], flat)
+    for partial in partials[1:]:
+        partials[0] += partial
+    return partials[0]
 
 
 class BatchNorm(Function):
@@ -46,13 +59,17 @@ class BatchNorm(Function):
         n, c = input.shape[:2]
         flat = input.reshape(n, c, -1)                                   # (N, C, L)
         count = flat.shape[0] * flat.shape[2]
-        mean = flat.sum(axis=(0, 2)) / count if training else running_mean
-        var = _sums_about_mean(flat, mean) / count if training else running_var
+        mean = _channel_sums(flat) / count if training else running_mean
+        var = _channel_sums(flat, mean) / count if training else running_var
         inv_std = 1 / xp.sqrt(var + eps)
         scale = inv_std if weight is None else inv_std * weight
         shift = -mean * scale if bias is None else bias - mean * scale
-        output = flat * scale.reshape(1, c, 1)
-        output += shift.reshape(1, c, 1)
+
+        def normalise(out, x):                                           # y = x · γ/σ + (β − μ · γ/σ)
+            xp.multiply(x, scale.reshape(1, c, 1), out=out)
+            out += shift.reshape(1, c, 1)
+
+        output = rowwise(normalise, xp.empty(flat.shape, dtype=xp.result_type(flat, scale, shift)), flat)
         self.training = training
         self.save_for_backward(flat, mean, inv_std, scale)
         return output.reshape(input.shape), mean, var
@@ -61,20 +78,25 @@ class BatchNorm(Function):
         flat, mean, inv_std, scale = self.saved
         n, c, length = flat.shape
         g = grad.reshape(n, c, length)
-        sum_g = g.sum(axis=(0, 2))
+        sum_g = _channel_sums(g)
         needs_gc = self.needs_input_grad[3] or (self.training and self.needs_input_grad[0])
-        sum_gx = _sums_about_mean(flat, mean, g) * inv_std if needs_gc else None       # Σ g · x̂
+        sum_gx = _channel_sums(flat, mean, g) * inv_std if needs_gc else None         # Σ g · x̂
         grad_input = grad_weight = grad_bias = None
         if self.needs_input_grad[0]:
+            xp = get_array_module(grad)
             if self.training:
                 count = n * length
-                grad_input = flat - mean.reshape(1, c, 1)
-                grad_input *= (-sum_gx * inv_std / count).reshape(1, c, 1)
-                grad_input += g
-                grad_input *= scale.reshape(1, c, 1)
-                grad_input -= (scale * sum_g / count).reshape(1, c, 1)
+
+                def input_grad(out, x, gg):     # ((x − μ) · (−Σ g·x̂ / (nσ)) + g) · γ/σ − γ/σ · mean(g)
+                    xp.subtract(x, mean.reshape(1, c, 1), out=out)
+                    out *= (-sum_gx * inv_std / count).reshape(1, c, 1)
+                    out += gg
+                    out *= scale.reshape(1, c, 1)
+                    out -= (scale * sum_g / count).reshape(1, c, 1)
             else:
-                grad_input = g * scale.reshape(1, c, 1)
+                def input_grad(out, x, gg):
+                    xp.multiply(gg, scale.reshape(1, c, 1), out=out)
+            grad_input = rowwise(input_grad, xp.empty(g.shape, dtype=xp.result_type(flat, g, scale)), flat, g)
             grad_input = grad_input.reshape(grad.shape)
         if self.needs_input_grad[3]:
             grad_weight = sum_gx

@@ -1,9 +1,10 @@
 """Pooling: ``max_pool2d``, ``avg_pool2d``, ``adaptive_avg_pool2d`` with PyTorch's arguments and results.
 
-**Windows.** Max and average pooling read the same windows as a convolution, so both start from
-``im2col``: columns ``(N, C, KH, KW, OH, OW)`` hold, for each output pixel, its KH×KW window. Pooling
-reduces the window axes instead of multiplying them by a weight, and the backward pass builds a
-gradient for every column entry and adds the columns back with ``col2im`` (its adjoint) — no scatter.
+**Windows.** A pooling window reads the same pixels as a convolution's, but nothing needs the window
+as a column: tap (i, j) of every window at once is one strided view of the (padded) input,
+``x[i·dh :: sh, j·dw :: sw]`` cut to (OH, OW). Max pooling keeps a running maximum over the KH·KW views
+(and which tap won, for the backward), average pooling a running sum; the backward adds the output
+gradient back onto each view — the adjoint of reading it. No (N, C, KH·KW, OH, OW) array is built.
 
 * max:      y = max over the window;  ∂y/∂x = 1 at the window's (first) maximum, 0 elsewhere.
 * average:  y = Σ window / divisor;   ∂y/∂x = 1/divisor for every pixel of the window.
@@ -28,7 +29,7 @@ import numpy as np
 
 from ..core.autograd import Function
 from ..core.backend import get_array_module
-from .conv import col2im, conv_output_size, im2col
+from .im2col import conv_output_size, padded_shape
 from .resize import resample
 from .shape import accepts_unbatched
 
@@ -73,22 +74,59 @@ def _lowest(dtype):
     return False if dtype == bool else np.iinfo(dtype).min
 
 
-class MaxPool2d(Function):
-    """y = max of each window. The gradient goes to the window's first maximum (PyTorch's choice on ties).
+def _padded(x, kernel, stride, padding, dilation, out_size, fill):
+    """``x`` inside a border of ``fill`` wide enough for every window (``x`` itself when none is needed)."""
+    xp = get_array_module(x)
+    (h, w), (ph, pw) = x.shape[2:], padding
+    hp, wp = padded_shape((h, w), kernel, stride, padding, dilation, out_size)
+    if (hp, wp) == (h, w) and padding == (0, 0):
+        return x
+    padded = xp.full(x.shape[:2] + (hp, wp), fill, dtype=x.dtype)
+    padded[:, :, ph:ph + h, pw:pw + w] = x
+    return padded
 
-    Forward keeps only ``winner``, the offset i·KW + j of each window's maximum; backward writes the
-    output gradient into a one-hot over the KH·KW window axis and lets ``col2im`` add it onto the input.
+
+def _taps(padded, kernel, stride, dilation, out_size):
+    """Yield ``(t, view)``: the pixel that tap t = i·KW + j of every window reads, as one (N, C, OH, OW) view."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_size
+    for i in range(kh):
+        for j in range(kw):
+            yield i * kw + j, padded[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+
+
+def _add_onto_taps(grad_of_tap, grad, input_shape, kernel, stride, padding, dilation):
+    """Σ over taps t of ``grad_of_tap(t)`` (shaped like the output gradient ``grad``) added onto the pixels
+    tap t read: the input gradient of a pooling."""
+    xp = get_array_module(grad)
+    (h, w), (ph, pw), out_size = input_shape[2:], padding, grad.shape[2:]
+    hp, wp = padded_shape((h, w), kernel, stride, padding, dilation, out_size)
+    total = xp.zeros(tuple(input_shape[:2]) + (hp, wp), dtype=grad.dtype)
+    for t, view in _taps(total, kernel, stride, dilation, out_size):
+        view += grad_of_tap(t)                    # one tap's pixels are distinct: no overlap within a view
+    return total[:, :, ph:ph + h, pw:pw + w]
+
+
+class MaxPool2d(Function):
+    """y = max of each window, a running maximum over the KH·KW tap views; ``winner`` records the tap.
+
+    A tap replaces the maximum only when it is strictly larger (ties keep the first maximum) or NaN (NaN
+    propagates, and the last NaN wins), as in PyTorch's CPU kernel. Backward sends g to the winning tap.
     """
 
-    def forward(self, input, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), dilation=(1, 1),
-                out_size=(1, 1), return_indices=False):
+    def forward(self, input, *, kernel_size, stride, padding, dilation, out_size, return_indices):
         xp = get_array_module(input)
-        n, c = input.shape[:2]
-        (kh, kw), (oh, ow) = kernel_size, out_size
-        cols = im2col(input, kernel_size, stride, padding, dilation, out_size, pad_value=_lowest(input.dtype))
-        cols = cols.reshape(n, c, kh * kw, oh, ow)                  # (N, C, KH·KW, OH, OW)
-        winner = cols.argmax(axis=2)                                # (N, C, OH, OW)
-        output = xp.take_along_axis(cols, winner[:, :, None], axis=2)[:, :, 0]
+        padded = _padded(input, kernel_size, stride, padding, dilation, out_size, _lowest(input.dtype))
+        taps = _taps(padded, kernel_size, stride, dilation, out_size)
+        _, first = next(taps)
+        output = first.copy()
+        winner = xp.zeros(output.shape, dtype=np.min_scalar_type(kernel_size[0] * kernel_size[1] - 1))
+        floating = np.issubdtype(input.dtype, np.floating)
+        for t, view in taps:
+            better = view > output
+            if floating:
+                better |= xp.isnan(view)
+            xp.copyto(output, view, where=better)
+            xp.copyto(winner, t, where=better)
         self.save_for_backward(winner)
         self.geometry = (input.shape, kernel_size, stride, padding, dilation)
         if return_indices:
@@ -99,18 +137,15 @@ class MaxPool2d(Function):
         """Position of each maximum as row·W + column of the unpadded input plane (``return_indices``)."""
         (_, _, _, width), (_, kw), (sh, sw), (ph, pw), (dh, dw) = self.geometry
         oh, ow = winner.shape[-2:]
+        winner = winner.astype(xp.int64)
         rows = xp.arange(oh)[:, None] * sh - ph + (winner // kw) * dh
         columns = xp.arange(ow) * sw - pw + (winner % kw) * dw
         return rows * width + columns
 
     def backward(self, grad):
         (winner,) = self.saved
-        input_shape, (kh, kw), stride, padding, dilation = self.geometry
         xp = get_array_module(grad)
-        n, c, oh, ow = grad.shape
-        offsets = xp.arange(kh * kw).reshape(1, 1, -1, 1, 1)
-        routed = (offsets == winner[:, :, None]) * grad[:, :, None]  # (N, C, KH·KW, OH, OW), one-hot × g
-        return col2im(routed.reshape(n, c, kh, kw, oh, ow), input_shape, stride, padding, dilation)
+        return _add_onto_taps(lambda t: xp.where(winner == t, grad, 0), grad, *self.geometry)
 
 
 @accepts_unbatched("max_pool2d")
@@ -139,13 +174,16 @@ def _window_counts(size, kernel, stride, padding, out, count_include_pad, xp):
 
 
 class AvgPool2d(Function):
-    """y = Σ window / divisor;  ∂L/∂x = col2im of g/divisor copied to every window position."""
+    """y = Σ window / divisor, a running sum over the KH·KW tap views;  ∂L/∂x: g/divisor added onto every tap."""
 
-    def forward(self, input, kernel_size=(1, 1), stride=(1, 1), padding=(0, 0), out_size=(1, 1),
-                count_include_pad=True, divisor_override=None):
+    def forward(self, input, *, kernel_size, stride, padding, out_size, count_include_pad, divisor_override):
         xp = get_array_module(input)
         no_dilation = (1, 1)
-        cols = im2col(input, kernel_size, stride, padding, no_dilation, out_size)   # zeros outside the input
+        padded = _padded(input, kernel_size, stride, padding, no_dilation, out_size, 0)   # zeros outside the input
+        taps = _taps(padded, kernel_size, stride, no_dilation, out_size)
+        total = next(taps)[1].copy()
+        for _, view in taps:
+            total += view
         if divisor_override:
             divisor = xp.asarray(divisor_override, dtype=input.dtype)
         else:
@@ -154,14 +192,12 @@ class AvgPool2d(Function):
             divisor = (rows[:, None] * columns[None, :]).astype(input.dtype)        # (OH, OW)
         self.divisor = divisor
         self.geometry = (input.shape, kernel_size, stride, padding, no_dilation)
-        return cols.sum(axis=(2, 3)) / divisor
+        total /= divisor
+        return total
 
     def backward(self, grad):
-        xp = get_array_module(grad)
-        input_shape, (kh, kw), stride, padding, dilation = self.geometry
-        n, c, oh, ow = grad.shape
-        share = xp.broadcast_to((grad / self.divisor)[:, :, None, None], (n, c, kh, kw, oh, ow))
-        return col2im(share, input_shape, stride, padding, dilation)
+        share = grad / self.divisor
+        return _add_onto_taps(lambda t: share, grad, *self.geometry)
 
 
 @accepts_unbatched("avg_pool2d")

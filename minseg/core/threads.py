@@ -1,0 +1,93 @@
+"""Host threads for the memory-bound passes: column builds, elementwise ops, reductions.
+
+BLAS runs a GEMM on every core, but NumPy runs a copy or a ufunc on one; on a 2-core machine that
+leaves half the machine idle for a third of a training step. NumPy releases the GIL inside its copy
+and ufunc loops, so splitting such a pass into contiguous chunks, one per thread, runs them at once.
+On a GPU the device is already parallel: ``split_work`` then makes a single call.
+
+The thread count follows the same settings as BLAS and PyTorch: ``set_num_threads(n)``, else the
+first of ``MINSEG_NUM_THREADS``, ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` that is set, else the
+cores this process may run on.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from threadpoolctl import ThreadpoolController
+
+ROWWISE_BYTES = 2**20
+
+_threads = None
+_pool = None
+_blas = None
+
+
+def _from_environment() -> int:
+    for name in ("MINSEG_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def get_num_threads() -> int:
+    """How many host threads ``split_work`` uses (like ``torch.get_num_threads``)."""
+    global _threads
+    if _threads is None:
+        _threads = _from_environment()
+    return _threads
+
+
+def set_num_threads(count: int) -> None:
+    """Use ``count`` host threads from now on (like ``torch.set_num_threads``; BLAS keeps its own setting)."""
+    global _threads, _pool
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise ValueError(f"set_num_threads: count must be a positive int; got {count!r}")
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+    _threads = int(count)
+
+
+def split_work(task, count: int, array, grain: int = 1) -> list:
+    """Run ``task(start, stop)`` over ``[0, count)`` in contiguous chunks of at least ``grain`` items, one
+    chunk per host thread, when ``array`` is a NumPy array (else one call: a GPU needs no host threads).
+    Returns the chunks' results in order.
+
+    The chunks must write disjoint memory; the calling thread runs the first one itself. While they run,
+    BLAS is held to one thread: the chunks already fill the cores, and a GEMM inside one that woke BLAS's
+    own threads would fight them for the same cores."""
+    global _pool
+    chunks = min(get_num_threads(), count // max(1, grain)) if isinstance(array, np.ndarray) else 1
+    if chunks <= 1:
+        return [task(0, count)]
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=get_num_threads() - 1, thread_name_prefix="minseg")
+    bounds = [count * k // chunks for k in range(chunks + 1)]
+    with _one_blas_thread():
+        futures = [_pool.submit(task, bounds[k], bounds[k + 1]) for k in range(1, chunks)]
+        results = [task(bounds[0], bounds[1])]
+        results += [future.result() for future in futures]
+    return results
+
+
+def rowwise(compute, out, *arrays):
+    """``compute(out[a:b], *(x[a:b] for x in arrays))`` over chunks of the first axis, one per host thread
+    (one call for arrays under ``ROWWISE_BYTES``, 0-d ones, and GPU arrays). ``compute`` writes its chunk
+    of ``out`` and may chain several passes on it, which then run on data that is still in the cache."""
+    if out.ndim == 0 or out.nbytes < ROWWISE_BYTES:
+        compute(out, *arrays)
+        return out
+    split_work(lambda a, b: compute(out[a:b], *(x[a:b] for x in arrays)), out.shape[0], out)
+    return out
+
+
+def _one_blas_thread():
+    """A context in which the BLAS libraries NumPy and SciPy loaded run each call on one thread."""
+    global _blas
+    if _blas is None:
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
