@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from .backend import get_array_module
+
 ROWWISE_BYTES = 2**20
 
 _threads = None
@@ -83,6 +85,16 @@ def rowwise(compute, out, *arrays):
         return out
     split_work(lambda a, b: compute(out[a:b], *(x[a:b] for x in arrays)), out.shape[0], out)
     return out
+
+
+def elementwise(ufunc, a, b):
+    """``ufunc(a, b)`` into a new array, chunked over the first axis by ``rowwise`` when both are float
+    arrays of one shape and dtype (then the result has that dtype too); else a plain call."""
+    same = getattr(a, "shape", None) == getattr(b, "shape", None) and getattr(a, "dtype", None) == getattr(b, "dtype", 0)
+    if not same or a.dtype.kind != "f" or a.ndim == 0:
+        return ufunc(a, b)
+    out = get_array_module(a).empty(a.shape, dtype=a.dtype)
+    return rowwise(lambda o, x, y: ufunc(x, y, out=o), out, a, b)
 
 
 def _one_blas_thread():

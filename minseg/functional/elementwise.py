@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..core.autograd import Function, Tensor, check_same_device
 from ..core.backend import get_array_module
-from ..core.threads import rowwise
+from ..core.threads import elementwise, rowwise
 
 
 # ------------------------------------------------------------------ arithmetic
@@ -17,7 +17,7 @@ class Add(Function):
     """y = a + b;  dy/da = dy/db = 1."""
 
     def forward(self, input, other):
-        return input + other
+        return elementwise(get_array_module(input, other).add, input, other)
 
     def backward(self, grad):
         return grad, grad
@@ -27,7 +27,7 @@ class Sub(Function):
     """y = a − b;  dy/da = 1, dy/db = −1."""
 
     def forward(self, input, other):
-        return input - other
+        return elementwise(get_array_module(input, other).subtract, input, other)
 
     def backward(self, grad):
         return grad, -grad if self.needs_input_grad[1] else None
@@ -39,12 +39,13 @@ class Mul(Function):
     def forward(self, input, other):
         self.save_for_backward(other if self.needs_input_grad[0] else None,
                                input if self.needs_input_grad[1] else None)
-        return input * other
+        return elementwise(get_array_module(input, other).multiply, input, other)
 
     def backward(self, grad):
         other, input = self.saved
-        return (grad * other if other is not None else None,
-                grad * input if input is not None else None)
+        xp = get_array_module(grad)
+        return (elementwise(xp.multiply, grad, other) if other is not None else None,
+                elementwise(xp.multiply, grad, input) if input is not None else None)
 
 
 class Div(Function):

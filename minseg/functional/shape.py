@@ -15,6 +15,7 @@ import numpy as np
 
 from ..core.autograd import Function, Tensor
 from ..core.backend import get_array_module, scatter_add
+from ..core.threads import rowwise
 from .reduction import normalize_dims
 
 
@@ -125,7 +126,12 @@ class Cat(Function):
         xp = get_array_module(*tensors)
         self.dim = dim
         self.sizes = [t.shape[dim] for t in tensors]
-        return xp.concatenate(tensors, axis=dim)
+        if dim == 0 or len({t.dtype for t in tensors}) > 1:
+            return xp.concatenate(tensors, axis=dim)
+        shape = list(tensors[0].shape)
+        shape[dim] = sum(self.sizes)                # U-Net's skips: copied image by image on the host threads
+        return rowwise(lambda out, *parts: xp.concatenate(parts, axis=dim, out=out),
+                       xp.empty(shape, dtype=tensors[0].dtype), *tensors)
 
     def backward(self, grad):
         pieces, start = [], 0
