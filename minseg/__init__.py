@@ -9,6 +9,7 @@ from .core.factories import arange, full, ones, ones_like, rand, randn, tensor, 
 from .core.backend import cuda_available, get_array_module, reuse_freed_memory, to_device
 from .core.random import get_rng_state, manual_seed, set_rng_state
 from .core.serialization import load, save
+from .core.threads import get_num_threads, set_num_threads
 
 import numpy as _np
 
