@@ -34,9 +34,9 @@ import numpy as np
 
 from ..core.autograd import Function
 from ..core.backend import get_array_module
-from ..core.threads import split_work
+from ..core.threads import rowwise, split_work
 from .im2col import col2im, conv_output_size, conv_transpose_output_size, im2col  # noqa: F401 (re-exported)
-from .shape import accepts_unbatched
+from .shape import accepts_unbatched, pair, same_padding
 
 TILE_BYTES = 4 * 2**20
 GPU_TILE_BYTES = 256 * 2**20
@@ -257,10 +257,13 @@ def conv_transpose_forward(x, weight, out_hw, stride, padding, dilation, groups)
             return out
         if y is None:
             y = (xp.zeros if silent else xp.empty)((n, groups * o_per_group) + tuple(out_hw), dtype=out.dtype)
-        y_groups = y.reshape(n, groups, o_per_group, *out_hw)                # a view
-        out = out.reshape(n, groups, len(members), o_per_group, row.count, col.count)
-        for p, (r, q) in enumerate(members):                                # the pixel shuffle
-            y_groups[:, :, :, r.offset::stride[0], q.offset::stride[1]] = out[:, :, p]
+
+        def shuffle(y_part, out_part, members=members):                      # a chunk of images
+            y_groups = y_part.reshape(len(y_part), groups, o_per_group, *out_hw)
+            for p, (r, q) in enumerate(members):
+                y_groups[:, :, :, r.offset::stride[0], q.offset::stride[1]] = out_part[:, :, p]
+
+        rowwise(shuffle, y, out.reshape(n, groups, len(members), o_per_group, row.count, col.count))
     if y is None:                                                            # no tap reaches any output
         y = xp.zeros((n, groups * o_per_group) + tuple(out_hw), dtype=xp.result_type(x, weight))
     return y
@@ -314,14 +317,6 @@ class ConvTranspose2d(Function):
 
 
 # ------------------------------------------------------------------ argument checking
-def _pair(value, name: str, op: str, minimum: int) -> tuple:
-    """An int or a pair of ints (each ≥ minimum) → a pair, with an error that names the argument."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value) if isinstance(value, (tuple, list)) else None
-    if pair is None or len(pair) != 2 or not all(isinstance(v, (int, np.integer)) and v >= minimum for v in pair):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints ≥ {minimum}; got {value!r}")
-    return tuple(int(v) for v in pair)
-
-
 def _check_operands(op, input, weight, bias, in_channels_axis, groups):
     if input.ndim != 4:
         raise ValueError(f"{op}: input must be 4-D (N, C, H, W); got shape {input.shape}")
@@ -351,7 +346,7 @@ def _same_padding(op, kernel, stride, dilation):
     """The top/left padding ⌊d·(k − 1)/2⌋ per axis of padding='same' (the bottom/right gets the rest)."""
     if stride != (1, 1):
         raise ValueError(f"{op}: padding='same' needs stride 1 (as in PyTorch); got stride={stride}")
-    return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+    return tuple(before for before, _ in same_padding(kernel, dilation))
 
 
 # ------------------------------------------------------------------ public ops
@@ -364,15 +359,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     ``groups`` splits channels into independent convolutions (``groups = C`` is depthwise, §7.4.5).
     """
     _check_operands("conv2d", input, weight, bias, 1, groups)
-    stride = _pair(stride, "stride", "conv2d", 1)
-    dilation = _pair(dilation, "dilation", "conv2d", 1)
+    stride = pair(stride, "stride", "conv2d", 1)
+    dilation = pair(dilation, "dilation", "conv2d", 1)
     kernel, in_hw = tuple(weight.shape[2:]), tuple(input.shape[2:])
     if padding == "same":  # an odd total d·(k − 1) leaves the extra zero row/column at the bottom/right
         return Conv2d.apply(input, weight, bias, stride=stride, padding=_same_padding("conv2d", kernel, stride, dilation),
                             dilation=dilation, groups=groups, out_hw=in_hw)
     if isinstance(padding, str) and padding != "valid":
         raise ValueError(f"conv2d: padding must be an int, a pair, 'same' or 'valid'; got {padding!r}")
-    padding = (0, 0) if padding == "valid" else _pair(padding, "padding", "conv2d", 0)
+    padding = (0, 0) if padding == "valid" else pair(padding, "padding", "conv2d", 0)
     out_hw = tuple(conv_output_size(*args) for args in zip(in_hw, kernel, stride, padding, dilation))
     for axis, name in ((0, "height"), (1, "width")):
         if out_hw[axis] < 1:
@@ -391,10 +386,10 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     a strided conv maps to the same input size.
     """
     _check_operands("conv_transpose2d", input, weight, bias, 0, groups)
-    stride = _pair(stride, "stride", "conv_transpose2d", 1)
-    padding = _pair(padding, "padding", "conv_transpose2d", 0)
-    output_padding = _pair(output_padding, "output_padding", "conv_transpose2d", 0)
-    dilation = _pair(dilation, "dilation", "conv_transpose2d", 1)
+    stride = pair(stride, "stride", "conv_transpose2d", 1)
+    padding = pair(padding, "padding", "conv_transpose2d", 0)
+    output_padding = pair(output_padding, "output_padding", "conv_transpose2d", 0)
+    dilation = pair(dilation, "dilation", "conv_transpose2d", 1)
     for axis in (0, 1):
         if output_padding[axis] >= max(stride[axis], dilation[axis]):
             raise ValueError(f"conv_transpose2d: output_padding must be smaller than stride or dilation; got "

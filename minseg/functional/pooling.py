@@ -29,6 +29,7 @@ import numpy as np
 
 from ..core.autograd import Function
 from ..core.backend import get_array_module
+from ..core.threads import rowwise
 from .im2col import conv_output_size, padded_shape
 from .resize import resample
 from .shape import accepts_unbatched
@@ -94,15 +95,19 @@ def _taps(padded, kernel, stride, dilation, out_size):
             yield i * kw + j, padded[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
 
 
-def _add_onto_taps(grad_of_tap, grad, input_shape, kernel, stride, padding, dilation):
-    """Σ over taps t of ``grad_of_tap(t)`` (shaped like the output gradient ``grad``) added onto the pixels
-    tap t read: the input gradient of a pooling."""
+def _add_onto_taps(grad, input_shape, kernel, stride, padding, dilation, winner=None):
+    """The input gradient of a pooling: for every tap t, ``grad`` (N, C, OH, OW) — or, given the max
+    pool's ``winner``, only where tap t won — added onto the pixels tap t read."""
     xp = get_array_module(grad)
     (h, w), (ph, pw), out_size = input_shape[2:], padding, grad.shape[2:]
+
+    def add(total, g, *won):                      # a chunk of images; one tap's pixels are distinct
+        for t, view in _taps(total, kernel, stride, dilation, out_size):
+            view += xp.where(won[0] == t, g, 0) if won else g
+
     hp, wp = padded_shape((h, w), kernel, stride, padding, dilation, out_size)
     total = xp.zeros(tuple(input_shape[:2]) + (hp, wp), dtype=grad.dtype)
-    for t, view in _taps(total, kernel, stride, dilation, out_size):
-        view += grad_of_tap(t)                    # one tap's pixels are distinct: no overlap within a view
+    rowwise(add, total, grad, *([] if winner is None else [winner]))
     return total[:, :, ph:ph + h, pw:pw + w]
 
 
@@ -116,17 +121,21 @@ class MaxPool2d(Function):
     def forward(self, input, *, kernel_size, stride, padding, dilation, out_size, return_indices):
         xp = get_array_module(input)
         padded = _padded(input, kernel_size, stride, padding, dilation, out_size, _lowest(input.dtype))
-        taps = _taps(padded, kernel_size, stride, dilation, out_size)
-        _, first = next(taps)
-        output = first.copy()
-        winner = xp.zeros(output.shape, dtype=np.min_scalar_type(kernel_size[0] * kernel_size[1] - 1))
         floating = np.issubdtype(input.dtype, np.floating)
-        for t, view in taps:
-            better = view > output
-            if floating:
-                better |= xp.isnan(view)
-            xp.copyto(output, view, where=better)
-            xp.copyto(winner, t, where=better)
+
+        def running_max(output, x, winner):       # a chunk of images
+            taps = _taps(x, kernel_size, stride, dilation, out_size)
+            output[...] = next(taps)[1]
+            for t, view in taps:
+                better = view > output
+                if floating:
+                    better |= xp.isnan(view)
+                xp.copyto(output, view, where=better)
+                xp.copyto(winner, t, where=better)
+
+        shape = input.shape[:2] + tuple(out_size)
+        winner = xp.zeros(shape, dtype=np.min_scalar_type(kernel_size[0] * kernel_size[1] - 1))
+        output = rowwise(running_max, xp.empty(shape, dtype=input.dtype), padded, winner)
         self.save_for_backward(winner)
         self.geometry = (input.shape, kernel_size, stride, padding, dilation)
         if return_indices:
@@ -144,8 +153,7 @@ class MaxPool2d(Function):
 
     def backward(self, grad):
         (winner,) = self.saved
-        xp = get_array_module(grad)
-        return _add_onto_taps(lambda t: xp.where(winner == t, grad, 0), grad, *self.geometry)
+        return _add_onto_taps(grad, *self.geometry, winner=winner)
 
 
 @accepts_unbatched("max_pool2d")
@@ -196,8 +204,7 @@ class AvgPool2d(Function):
         return total
 
     def backward(self, grad):
-        share = grad / self.divisor
-        return _add_onto_taps(lambda t: share, grad, *self.geometry)
+        return _add_onto_taps(grad / self.divisor, *self.geometry)
 
 
 @accepts_unbatched("avg_pool2d")
