@@ -32,23 +32,14 @@ from ..core.backend import get_array_module
 from ..core.threads import rowwise
 from .im2col import conv_output_size, padded_shape
 from .resize import resample
-from .shape import accepts_unbatched
-
-
-def _pair(op, name, value):
-    pair = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-    if len(pair) == 1:
-        pair *= 2
-    if len(pair) != 2 or not all(isinstance(v, Integral) and not isinstance(v, bool) for v in pair):
-        raise ValueError(f"{op}: {name} must be an int or a pair of ints (H, W); got {name}={value!r}")
-    return tuple(int(v) for v in pair)
+from .shape import accepts_unbatched, pair
 
 
 def _window_geometry(op, input_shape, kernel_size, stride, padding, dilation, ceil_mode):
     """Validate the window arguments like PyTorch and return them as pairs with the output size."""
-    kernel = _pair(op, "kernel_size", kernel_size)
-    stride = kernel if stride is None or stride in ((), []) else _pair(op, "stride", stride)
-    padding, dilation = _pair(op, "padding", padding), _pair(op, "dilation", dilation)
+    kernel = pair(kernel_size, "kernel_size", op)
+    stride = kernel if stride is None or stride in ((), []) else pair(stride, "stride", op)
+    padding, dilation = pair(padding, "padding", op), pair(dilation, "dilation", op)
     for name, values, least in (("kernel_size", kernel, 1), ("stride", stride, 1),
                                 ("padding", padding, 0), ("dilation", dilation, 1)):
         if min(values) < least:
