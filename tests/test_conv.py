@@ -12,7 +12,7 @@ import minseg.functional as F
 from minseg.functional import conv as conv_module
 from minseg.functional import im2col as teaching
 from minseg.functional.conv import col2im, conv_output_size, conv_transpose_output_size, im2col
-from helpers import check_op
+from helpers import check_directional_derivative, check_twin
 
 
 def _conv_cases(count, seed=0):
@@ -59,8 +59,7 @@ def test_conv2d_matches_torch(case, tiling, rng, device):
     w = rng.standard_normal((case["c_out"], case["c_in"] // case["groups"]) + case["kernel"])
     b = rng.standard_normal(case["c_out"]) if case["bias"] else None
     kwargs = dict(stride=case["stride"], padding=case["padding"], dilation=case["dilation"], groups=case["groups"])
-    check_op(lambda x, w, b: F.conv2d(x, w, b, **kwargs), lambda x, w, b: TF.conv2d(x, w, b, **kwargs),
-             x, w, b, device=device)
+    check_twin(lambda F, x, w, b: F.conv2d(x, w, b, **kwargs), x, w, b, device=device)
 
 
 def _transpose_cases(count, seed=1):
@@ -88,8 +87,7 @@ def test_conv_transpose2d_matches_torch(case, tiling, rng, device):
     b = rng.standard_normal(case["c_out"]) if case["bias"] else None
     kwargs = dict(stride=case["stride"], padding=case["padding"], output_padding=case["output_padding"],
                   groups=case["groups"], dilation=case["dilation"])
-    check_op(lambda x, w, b: F.conv_transpose2d(x, w, b, **kwargs),
-             lambda x, w, b: TF.conv_transpose2d(x, w, b, **kwargs), x, w, b, device=device)
+    check_twin(lambda F, x, w, b: F.conv_transpose2d(x, w, b, **kwargs), x, w, b, device=device)
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # torch's note about its own copy
@@ -97,8 +95,7 @@ def test_conv_transpose2d_matches_torch(case, tiling, rng, device):
 def test_same_and_valid_padding_match_torch(kernel, dilation, rng, device):
     x, w = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((4, 3) + kernel)
     for padding in ("same", "valid"):
-        out = check_op(lambda x, w: F.conv2d(x, w, padding=padding, dilation=dilation),
-                       lambda x, w: TF.conv2d(x, w, padding=padding, dilation=dilation), x, w, device=device)
+        out = check_twin(lambda F, x, w: F.conv2d(x, w, padding=padding, dilation=dilation), x, w, device=device)
         if padding == "same":
             assert out[0].shape[2:] == x.shape[2:]
 
@@ -147,10 +144,26 @@ def test_tiling_gives_the_same_result(monkeypatch, rng, device):
     x, w, b = rng.standard_normal((5, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
     monkeypatch.setattr(conv_module, "TILE_BYTES", 1)
     monkeypatch.setattr(conv_module, "GPU_TILE_BYTES", 1)
-    check_op(lambda x, w, b: F.conv2d(x, w, b, padding=1), lambda x, w, b: TF.conv2d(x, w, b, padding=1),
-             x, w, b, device=device)
-    check_op(lambda x, w: F.conv_transpose2d(x, w, stride=2), lambda x, w: TF.conv_transpose2d(x, w, stride=2),
-             x, rng.standard_normal((3, 2, 4, 4)), device=device)
+    check_twin(lambda F, x, w, b: F.conv2d(x, w, b, padding=1), x, w, b, device=device)
+    check_twin(lambda F, x, w: F.conv_transpose2d(x, w, stride=2), x, rng.standard_normal((3, 2, 4, 4)), device=device)
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["conv2d", "conv_transpose2d"])
+def test_gradients_match_finite_differences(transposed, rng, device):
+    """No twin needed: ⟨∇f, u⟩ equals the central difference along u for input and weight at once
+    (stride 2, dilation 2, two groups), with f a fixed random projection of the output."""
+    x, w = rng.standard_normal((2, 4, 7, 6)), rng.standard_normal((4, 2, 3, 2))
+    op = F.conv_transpose2d if transposed else F.conv2d
+    size = x.size
+    out = op(minseg.Tensor(x), minseg.Tensor(w), stride=2, padding=1, dilation=2, groups=2)
+    projection = minseg.to_device(rng.standard_normal(out.shape), device)
+
+    def f(both):  # both = x and w, flattened into one vector
+        result = op(both[:size].reshape(x.shape), both[size:].reshape(w.shape), stride=2, padding=1, dilation=2,
+                    groups=2)
+        return (result * projection).sum()
+
+    check_directional_derivative(f, np.concatenate([x.ravel(), w.ravel()]), device=device)
 
 
 def test_output_size_helpers_agree_with_torch():
@@ -198,11 +211,9 @@ def test_bad_arguments_are_named(call, message):
 def test_pointwise_convs_skip_im2col_and_match_torch(groups, rng, device):
     """1×1 convs (FCN score layers, ASPP's 1×1 branch) use the input itself as the column matrix."""
     x, w, b = rng.standard_normal((2, 4, 7, 5)), rng.standard_normal((6, 4 // groups, 1, 1)), rng.standard_normal(6)
-    check_op(lambda x, w, b: F.conv2d(x, w, b, groups=groups), lambda x, w, b: TF.conv2d(x, w, b, groups=groups),
-             x, w, b, device=device)
+    check_twin(lambda F, x, w, b: F.conv2d(x, w, b, groups=groups), x, w, b, device=device)
     wt = rng.standard_normal((4, 6 // groups, 1, 1))
-    check_op(lambda x, w: F.conv_transpose2d(x, w, groups=groups), lambda x, w: TF.conv_transpose2d(x, w, groups=groups),
-             x, wt, device=device)
+    check_twin(lambda F, x, w: F.conv_transpose2d(x, w, groups=groups), x, wt, device=device)
     windows = conv_module.Windows(x.shape[2:], (1, 1), (1, 1), (1, 1), (0, 0), x.shape[2:])
     tiles = list(windows.column_tiles(x))
     assert len(tiles) == x.shape[0] and all(np.shares_memory(cols, x) for *_, cols in tiles)  # x itself, no copy
@@ -276,10 +287,8 @@ def test_transposed_phases_split_the_taps():
 def test_unbatched_inputs_match_torch(rng, device):
     """(C, H, W) without a batch axis, as PyTorch accepts."""
     x, w, wt = rng.standard_normal((3, 9, 8)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal((3, 2, 3, 3))
-    check_op(lambda x, w: F.conv2d(x, w, padding=1, stride=2), lambda x, w: TF.conv2d(x, w, padding=1, stride=2),
-             x, w, device=device)
-    check_op(lambda x, w: F.conv_transpose2d(x, w, stride=2), lambda x, w: TF.conv_transpose2d(x, w, stride=2),
-             x, wt, device=device)
+    check_twin(lambda F, x, w: F.conv2d(x, w, padding=1, stride=2), x, w, device=device)
+    check_twin(lambda F, x, w: F.conv_transpose2d(x, w, stride=2), x, wt, device=device)
 
 
 def test_zero_input_channels_give_the_bias(rng):
