@@ -12,7 +12,10 @@ file computes the same products — tested equal to it to 1e-12 — with less me
    large image — of about ``TILE_BYTES`` (4 MiB), in one buffer reused for every tile, and the product
    writes straight into its slice of the output. The columns are still in the CPU cache when the GEMM
    reads them, and memory stays bounded for any image size. A GPU pays ~10 µs per launch instead and
-   has no cache to fit, so there the budget is ``GPU_TILE_BYTES`` (256 MiB).
+   has no cache to fit, so there the budget is ``GPU_TILE_BYTES`` (256 MiB). On the CPU the tiles are
+   shared out over the host threads (``core/threads.py``), each thread building and multiplying its
+   own with a one-thread GEMM: NumPy copies on one core, so a single stream of tiles would leave the
+   other cores idle while the columns are built.
 3. **No col2im scatter.** A transposed convolution — and so a convolution's input gradient — is split
    into its stride_h·stride_w *phases* (sub-pixel decomposition): the outputs ``y[e_h::s_h, e_w::s_w]``
    receive only the kernel taps whose offset lands on that phase, so they are an ordinary stride-1
