@@ -32,10 +32,15 @@ def parse_args(description, extra=None):
     parser.add_argument("--malloc", choices=["default", "reuse"], default="default",
                         help="glibc allocator settings for both frameworks' workers (reuse: keep freed memory)")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, to check that the script runs")
+    parser.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                        help="first wait up to this long for the 1-minute load average to fall to the idle bar")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     if extra:
         extra(parser)
     args = parser.parse_args()
+    deadline = time.time() + args.wait_idle
+    while not args.worker and os.getloadavg()[0] > IDLE_LOAD and time.time() < deadline:
+        time.sleep(5)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)  # before NumPy/torch start their thread pools
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -106,7 +111,8 @@ def header(args, what):
     import numpy as np
 
     load = load_average()
-    lines = [f"{what} | numpy {np.__version__} | {args.device} | threads {args.threads} | float32 | "
+    host = os.environ.get("MINSEG_NUM_THREADS", args.threads)
+    lines = [f"{what} | numpy {np.__version__} | {args.device} | threads {args.threads} (minseg host {host}) | float32 | "
              f"malloc {args.malloc} | {args.rounds} rounds alternated, {args.repeats} timed calls each, medians",
              f"load average at start: {load:.2f}"]
     if load > IDLE_LOAD:
