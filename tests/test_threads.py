@@ -45,6 +45,17 @@ def test_one_call_when_there_is_too_little_work_or_no_host_array(two_threads):
     assert calls == [(0, 3), (0, 8), (0, 0)]
 
 
+def test_a_split_inside_a_chunk_runs_as_one_chunk(two_threads):
+    """No deadlock and no second BLAS limit: the nested call does its whole range itself."""
+    inner = []
+
+    def outer(start, stop):
+        return threads.split_work(lambda a, b: inner.append((a, b)) or (a, b), 6, np.zeros(1))
+
+    assert threads.split_work(outer, 2, np.zeros(1)) == [[(0, 6)], [(0, 6)]]
+    assert sorted(inner) == [(0, 6), (0, 6)]
+
+
 def test_thread_count_from_the_environment(monkeypatch):
     before = threads.get_num_threads()
     try:

@@ -13,6 +13,7 @@ cores this process may run on.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -25,6 +26,7 @@ ROWWISE_BYTES = 2**20
 _threads = None
 _pool = None
 _blas = None
+_splitting = threading.Lock()
 
 
 def _from_environment() -> int:
@@ -64,16 +66,20 @@ def split_work(task, count: int, array, grain: int = 1) -> list:
     own threads would fight them for the same cores."""
     global _pool
     chunks = min(get_num_threads(), count // max(1, grain)) if isinstance(array, np.ndarray) else 1
-    if chunks <= 1:
+    # one split at a time: a call from inside a chunk, or from another thread meanwhile, runs as one chunk
+    if chunks <= 1 or not _splitting.acquire(blocking=False):
         return [task(0, count)]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=get_num_threads() - 1, thread_name_prefix="minseg")
-    bounds = [count * k // chunks for k in range(chunks + 1)]
-    with _one_blas_thread():
-        futures = [_pool.submit(task, bounds[k], bounds[k + 1]) for k in range(1, chunks)]
-        results = [task(bounds[0], bounds[1])]
-        results += [future.result() for future in futures]
-    return results
+    try:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=get_num_threads() - 1, thread_name_prefix="minseg")
+        bounds = [count * k // chunks for k in range(chunks + 1)]
+        with _one_blas_thread():
+            futures = [_pool.submit(task, bounds[k], bounds[k + 1]) for k in range(1, chunks)]
+            results = [task(bounds[0], bounds[1])]
+            results += [future.result() for future in futures]
+        return results
+    finally:
+        _splitting.release()
 
 
 def rowwise(compute, out, *arrays):
