@@ -21,6 +21,7 @@ from numbers import Integral, Real
 
 from ..core.autograd import Function
 from ..core.backend import get_array_module
+from ..core.threads import rowwise
 from .shape import squeeze, unsqueeze
 
 MODES = ("nearest", "linear", "bilinear")
@@ -54,11 +55,17 @@ def _separable_product(x, rows, cols):
     """rows · x[n, c] · colsᵀ for every plane of x (N, C, H, W) → (N, C, OH, OW); ``rows`` and ``cols`` are
     (matrix, zero reads) pairs. Columns are mixed first, then rows: the order of PyTorch's sums, which
     decides where NaN and ∞ end up."""
+    xp = get_array_module(x)
     n, c, h, w = x.shape
     (row_matrix, row_zeros), (col_matrix, col_zeros) = rows, cols
-    along_width = _mix(lambda m, v: v @ m.T, col_matrix, col_zeros, x.reshape(n * c * h, w))  # one GEMM
-    along_width = along_width.reshape(n, c, h, col_matrix.shape[0])
-    return _mix(lambda m, v: m @ v, row_matrix, row_zeros, along_width)                 # (N, C, OH, OW)
+
+    def planes(out, part):                      # a chunk of images, on one host thread (one-thread GEMMs)
+        along_width = _mix(lambda m, v: v @ m.T, col_matrix, col_zeros, part.reshape(-1, w))   # one GEMM
+        along_width = along_width.reshape(len(part), c, h, col_matrix.shape[0])
+        out[...] = _mix(lambda m, v: m @ v, row_matrix, row_zeros, along_width)        # (n, C, OH, OW)
+
+    out = xp.empty((n, c, row_matrix.shape[0], col_matrix.shape[0]), dtype=xp.result_type(x, row_matrix, col_matrix))
+    return rowwise(planes, out, x)
 
 
 class Resample(Function):
