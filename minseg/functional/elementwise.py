@@ -378,15 +378,34 @@ class LogSoftmax(Function):
         if input.size == 0:
             self.save_for_backward(input)
             return input.copy()
-        shifted = input - input.max(axis=dim, keepdims=True)
-        output = shifted - xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+
+        def log_softmax(out, x):                      # a chunk along another axis than dim
+            xp.subtract(x, x.max(axis=dim, keepdims=True), out=out)
+            out -= xp.log(xp.exp(out).sum(axis=dim, keepdims=True))
+
+        output = xp.empty(input.shape, dtype=xp.result_type(input, xp.float16))
+        if dim % input.ndim:
+            rowwise(log_softmax, output, input)
+        else:
+            log_softmax(output, input)
         self.save_for_backward(output)
         return output
 
     def backward(self, grad):
         (output,) = self.saved
         xp = get_array_module(grad)
-        return grad - xp.exp(output) * grad.sum(axis=self.dim, keepdims=True)
+        dim = self.dim
+
+        def input_grad(out, g, y):                    # g − exp(y) · Σ g
+            xp.multiply(xp.exp(y), g.sum(axis=dim, keepdims=True), out=out)
+            xp.subtract(g, out, out=out)
+
+        grad_input = xp.empty(grad.shape, dtype=xp.result_type(grad, output))
+        if dim % grad.ndim:
+            rowwise(input_grad, grad_input, grad, output)
+        else:
+            input_grad(grad_input, grad, output)
+        return grad_input
 
 
 def _softmax_dim(name, input, dim):
