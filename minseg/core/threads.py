@@ -85,7 +85,7 @@ def split_work(task, count: int, array, grain: int = 1) -> list:
 def rowwise(compute, out, *arrays):
     """``compute(out[a:b], *(x[a:b] for x in arrays))`` over chunks of the first axis, one per host thread
     (one call for arrays under ``ROWWISE_BYTES``, 0-d ones, and GPU arrays). ``compute`` writes its chunk
-    of ``out`` and may chain several passes on it, which then run on data that is still in the cache."""
+    of ``out``, in as many in-place passes as it needs."""
     if out.ndim == 0 or out.nbytes < ROWWISE_BYTES:
         compute(out, *arrays)
         return out
