@@ -24,7 +24,15 @@ file computes the same products — tested equal to it to 1e-12 — with less me
    stride, U-Net's 2×2/2 up-convolution, is one GEMM and a pixel shuffle). At stride 1 there is a single
    phase: the input gradient is the convolution of the output gradient with the rotated kernel.
    Overlapping ``+=`` scatters (col2im) read and write the output KH·KW times; this writes it once.
-4. **Shared columns.** The backward of a transposed convolution needs the columns of the output
+4. **No products with padding.** A dilated convolution reads mostly padding near the border: ASPP's
+   3×3 dilation-12 conv on a 33×33 map has 43 % zeros in its columns, and on a 16×16 map its dilation-24
+   and -36 branches read nothing but padding outside the centre tap. Along each axis the outputs fall
+   into runs that read inside with the same contiguous range of taps; a run × run *region* is a smaller
+   convolution with just those taps (``Windows.regions``), so zeros are neither copied nor multiplied.
+   An axis is split only where that saves at least ``SPLIT_SAVING`` of its column entries and each run
+   is ``MIN_RUN`` or more outputs long (thin runs would make thin GEMMs); taps that no output reads inside
+   are always dropped.
+5. **Shared columns.** The backward of a transposed convolution needs the columns of the output
    gradient twice (input gradient = conv of g; weight gradient = g's columns times x): one tile loop
    builds them once for both products.
 """
@@ -37,13 +45,15 @@ import numpy as np
 
 from ..core.autograd import Function
 from ..core.backend import get_array_module
-from ..core.threads import rowwise, split_work
+from ..core.threads import get_num_threads, rowwise, split_work
 from .im2col import col2im, conv_output_size, conv_transpose_output_size, im2col  # noqa: F401 (re-exported)
 from .shape import accepts_unbatched, pair, same_padding
 
 TILE_BYTES = 4 * 2**20
 GPU_TILE_BYTES = 256 * 2**20
 MIN_TILE_COLUMNS = 512
+SPLIT_SAVING = 0.1
+MIN_RUN = 4
 
 
 def _reads_inside(offset: int, stride: int, count: int, size: int) -> tuple:
@@ -51,6 +61,47 @@ def _reads_inside(offset: int, stride: int, count: int, size: int) -> tuple:
     first = min(count, max(0, (stride - 1 - offset) // stride))
     last = max(first, min(count, (size - 1 - offset) // stride + 1))
     return first, last, first * stride + offset
+
+
+class Run(NamedTuple):
+    """Outputs [first, last) along one axis that read inside the input with taps [tap0, tap1) (none: tap0 = tap1)."""
+    first: int
+    last: int
+    tap0: int
+    tap1: int
+
+
+def tap_runs(reads: list, count: int) -> list:
+    """Split one axis's ``count`` outputs into ``Run``s, given each tap's ``_reads_inside`` range.
+
+    Tap i reads inside for outputs [first_i, last_i), so the taps an output reads inside with form one
+    contiguous range, which changes only at those ends. Runs shorter than ``MIN_RUN`` merge into a
+    neighbour (reading padding for the taps they gain); if splitting saves less than ``SPLIT_SAVING`` of
+    the axis's column entries, one run covers the axis with every tap that any output reads inside.
+    """
+    ends = sorted({0, count} | {e for first, last, _ in reads for e in (first, last) if 0 < e < count})
+    runs = []
+    for a, b in zip(ends, ends[1:]):
+        taps = [i for i, (first, last, _) in enumerate(reads) if first <= a and b <= last]
+        runs.append(Run(a, b, taps[0], taps[-1] + 1) if taps else Run(a, b, 0, 0))
+
+    def merged(left, right):                                 # the hull of both tap ranges (an empty one adds none)
+        spans = [(r.tap0, r.tap1) for r in (left, right) if r.tap1 > r.tap0]
+        taps = (min(t0 for t0, _ in spans), max(t1 for _, t1 in spans)) if spans else (0, 0)
+        return Run(left.first, right.last, *taps)
+
+    while len(runs) > 1 and min(r.last - r.first for r in runs) < MIN_RUN:
+        k = min(range(len(runs)), key=lambda i: runs[i].last - runs[i].first)
+        j = k + 1 if k == 0 or (k + 1 < len(runs) and runs[k + 1].last - runs[k + 1].first
+                                < runs[k - 1].last - runs[k - 1].first) else k - 1
+        runs[min(j, k):max(j, k) + 1] = [merged(runs[min(j, k)], runs[max(j, k)])]
+    read = sum((r.last - r.first) * (r.tap1 - r.tap0) for r in runs)
+    if len(runs) > 1 and read > (1 - SPLIT_SAVING) * count * len(reads):
+        whole = runs[0]
+        for run in runs[1:]:
+            whole = merged(whole, run)
+        runs = [whole]
+    return runs
 
 
 class Windows:
@@ -71,28 +122,41 @@ class Windows:
         # a 1×1 kernel at stride 1 without padding reads each pixel once: the input *is* the column matrix
         self.pointwise = self.kernel == (1, 1) and self.stride == (1, 1) and self.pad_before == (0, 0) \
             and self.out_hw == self.in_hw
+        row_runs, col_runs = tap_runs(self.row_reads, oh), tap_runs(self.col_reads, ow)
+        whole = len(row_runs) == len(col_runs) == 1 and row_runs[0][2:] == (0, kh) and col_runs[0][2:] == (0, kw)
+        self.regions = None if whole else [(rows, cols) for rows in row_runs for cols in col_runs]
+
+    def region(self, rows: Run, cols: Run) -> "Windows":
+        """The convolution that computes outputs rows × cols with taps [rows.tap0, rows.tap1) × [cols.tap0, cols.tap1):
+        output (r, c) of it is output (rows.first + r, cols.first + c) here, its tap (i, j) is tap (tap0 + i, …)."""
+        (sh, sw), (dh, dw), (ph, pw) = self.stride, self.dilation, self.pad_before
+        return Windows(self.in_hw, (rows.tap1 - rows.tap0, cols.tap1 - cols.tap0), self.stride, self.dilation,
+                       (ph - rows.first * sh - rows.tap0 * dh, pw - cols.first * sw - cols.tap0 * dw),
+                       (rows.last - rows.first, cols.last - cols.first))
 
     def fill_columns(self, x, cols, first: int, last: int) -> None:
-        """im2col of output rows [first, last) of the images ``x`` (n, C, H, W) into ``cols`` (C, KH, KW, n, rows, OW)."""
+        """im2col of output rows [first, last) of the images ``x`` (n, C, H, W) into ``cols`` (G, KH, KW, C/G, n,
+        rows, OW): group, then tap, then channel — so that the weight of some of the taps is whole rows of C/G."""
         (sh, sw), ow = self.stride, self.out_hw[1]
+        groups = cols.shape[0]
         for i, (row0, row1, y0) in enumerate(self.row_reads):
             a, b = max(row0, first), min(row1, last)                      # rows of this tile that read inside
             for j, (c0, c1, x0) in enumerate(self.col_reads):
-                slab = cols[:, i, j]                                       # (C, n, rows, OW)
+                slab = cols[:, i, j]                                       # (G, C/G, n, rows, OW)
                 if a >= b or c0 >= c1:
                     slab[...] = 0
                     continue
                 ys = y0 + (a - row0) * sh
-                slab[:, :, a - first:b - first, c0:c1] = x[:, :, ys:ys + (b - a - 1) * sh + 1:sh,
-                                                           x0:x0 + (c1 - c0 - 1) * sw + 1:sw].swapaxes(0, 1)
+                window = x[:, :, ys:ys + (b - a - 1) * sh + 1:sh, x0:x0 + (c1 - c0 - 1) * sw + 1:sw].swapaxes(0, 1)
+                slab[..., a - first:b - first, c0:c1] = window.reshape((groups, -1) + window.shape[1:])
                 if a > first:                                              # the strips that read padding
-                    slab[:, :, :a - first] = 0
+                    slab[..., :a - first, :] = 0
                 if b < last:
-                    slab[:, :, b - first:] = 0
+                    slab[..., b - first:, :] = 0
                 if c0 > 0:
-                    slab[:, :, a - first:b - first, :c0] = 0
+                    slab[..., a - first:b - first, :c0] = 0
                 if c1 < ow:
-                    slab[:, :, a - first:b - first, c1:] = 0
+                    slab[..., a - first:b - first, c1:] = 0
 
     def tiles(self, x) -> list:
         """The tiles ``(images, first, last)`` of ``x``'s columns: output rows [first, last) of ``x[images]``,
@@ -114,10 +178,11 @@ class Windows:
         rows = -(-oh // -(-oh // rows))                                            # equal bands
         return [(slice(image, image + 1), first, min(oh, first + rows)) for image in range(n) for first in range(0, oh, rows)]
 
-    def column_tiles(self, x, tiles=None):
+    def column_tiles(self, x, tiles=None, groups: int = 1):
         """Yield ``(images, first, last, cols)`` for each of ``tiles`` (default: all of ``self.tiles(x)``):
-        the columns (n, C·KH·KW, rows·OW) of output rows [first, last) of ``x[images]``, built in one buffer
-        reused for every tile."""
+        the columns (G·KH·KW·C/G, n·rows·OW) of output rows [first, last) of ``x[images]``, rows ordered group,
+        tap, channel (the teaching path's im2col orders them channel, tap), built in one buffer reused for
+        every tile."""
         xp = get_array_module(x)
         tiles = self.tiles(x) if tiles is None else tiles
         c = x.shape[1]
@@ -132,12 +197,51 @@ class Windows:
         buffer = xp.empty(largest * c * kh * kw * ow, dtype=x.dtype)
         for images, first, last in tiles:
             count = images.stop - images.start
-            cols = buffer[:count * c * kh * kw * (last - first) * ow].reshape(c, kh, kw, count, last - first, ow)
+            cols = buffer[:count * c * kh * kw * (last - first) * ow].reshape(groups, kh, kw, c // groups, count,
+                                                                              last - first, ow)
             self.fill_columns(x[images], cols, first, last)
             yield images, first, last, cols.reshape(c * kh * kw, count * (last - first) * ow)
 
 
 # ------------------------------------------------------------------ the products
+class Part(NamedTuple):
+    """One convolution of ``column_products``: the whole one, or one of its ``Windows.regions`` — outputs
+    ``area`` (rows, cols slices; None: all) computed from kernel taps ``taps`` (rows, cols slices; None: all)."""
+    windows: Windows
+    area: tuple
+    taps: tuple
+
+
+def _parts(windows: Windows) -> tuple:
+    """The parts that compute ``windows``'s outputs, and the areas whose every tap reads padding."""
+    if windows.regions is None:
+        return [Part(windows, None, None)], []
+    parts, silent = [], []
+    for rows, cols in windows.regions:
+        area = (slice(rows.first, rows.last), slice(cols.first, cols.last))
+        if rows.tap0 == rows.tap1 or cols.tap0 == cols.tap1:
+            silent.append(area)
+            continue
+        taps = (slice(rows.tap0, rows.tap1), slice(cols.tap0, cols.tap1))
+        everything = (rows.first, rows.last, cols.first, cols.last) == (0, windows.out_hw[0], 0, windows.out_hw[1])
+        parts.append(Part(windows.region(rows, cols), None if everything else area, taps))
+    return parts, silent
+
+
+def _tap_shape(part: Part, kernel: tuple) -> tuple:
+    return kernel if part.taps is None else tuple(taps.stop - taps.start for taps in part.taps)
+
+
+def _balanced(jobs: list, costs: list, buckets: int) -> list:
+    """Deal ``jobs`` into ``buckets`` lists of about equal total cost, each job to the lightest so far."""
+    lists, totals = [[] for _ in range(buckets)], [0] * buckets
+    for job, cost in zip(jobs, costs):
+        lightest = totals.index(min(totals))
+        lists[lightest].append(job)
+        totals[lightest] += cost
+    return lists
+
+
 def column_products(source, windows: Windows, groups: int, weight=None, other=None, bias=None):
     """One im2col pass over ``source`` (N, C, H, W) serving two products, tile by tile:
 
@@ -145,52 +249,78 @@ def column_products(source, windows: Windows, groups: int, weight=None, other=No
     * ``other`` (N, O, OH, OW) given: Σₙ other[n] · cols[n]ᵀ, the weight gradient (O, C/G, KH, KW).
 
     A tile's columns are laid out (C·KH·KW, n·L), its images side by side, so each product is one GEMM.
+    Where border regions read padding for some taps, each region is its own part with just the taps it
+    reads inside (see the module's point 4); the tiles of all parts are dealt out over the host threads.
 
     Returns ``(out, weight_grad)``, ``None`` for the product not asked for.
     """
     xp = get_array_module(source)
     n, c = source.shape[:2]
     (kh, kw), (oh, ow) = windows.kernel, windows.out_hw
-    k = c // groups * kh * kw
+    per_group = c // groups
+    parts, silent = _parts(windows)
     out = grad = None
     if weight is not None:
         o = weight.shape[0]
-        w = weight.reshape(groups, o // groups, k)                                    # (G, O/G, K)
-        out = xp.empty((n, o, oh * ow), dtype=xp.result_type(source, weight))
+        # the columns' order (G, KH, KW, C/G): one copy of the weight in that order, in which a part's taps
+        # are rows of C/G contiguous numbers
+        tap_major = xp.ascontiguousarray(weight.reshape(groups, o // groups, per_group, kh, kw).transpose(0, 1, 3, 4, 2))
+        weights = [(tap_major if part.taps is None else tap_major[(Ellipsis,) + part.taps + (slice(None),)]).reshape(
+            groups, o // groups, per_group * int(np.prod(_tap_shape(part, (kh, kw))))) for part in parts]  # (G, O/G, K)
+        out = xp.empty((n, o, oh, ow), dtype=xp.result_type(source, weight))
+        for area in silent:                                                       # every tap reads padding
+            out[(Ellipsis,) + area] = 0 if bias is None else bias[:, None, None]
     if other is not None:
         o = other.shape[1]
-        other = other.reshape(n, o, oh * ow)
 
-    def products(start, stop):                        # one host thread's share of the tiles, its own buffer
-        partial = xp.zeros((groups, k, o // groups), dtype=xp.result_type(source, other)) if other is not None else None
-        for images, first, last, cols in windows.column_tiles(source, tiles[start:stop]):
-            count, span, length = images.stop - images.start, slice(first * ow, last * ow), (last - first) * ow
-            cols = cols.reshape(groups, k, count * length)             # (G, K, n·L): one GEMM for all n images
-            tile = out[images, :, span] if weight is not None else None                       # (n, O, L)
-            if weight is not None and count == 1:                                  # straight into the output
-                xp.matmul(w, cols, out=tile.reshape(groups, o // groups, length))
-            elif weight is not None:                                # (O, n·L) → the images' (n, O, L) slices
-                tile[...] = xp.matmul(w, cols).reshape(o, count, length).swapaxes(0, 1)
-            if bias is not None:                                                   # while the tile is in cache
-                tile += bias[:, None]
-            if other is not None:
-                g = other[images, :, span].swapaxes(0, 1).reshape(groups, o // groups, count * length)  # (G, O/G, n·L)
-                # the colsᵀ-side product (K × n·L)(n·L × O/G) measured ~2× faster in OpenBLAS than the other side
-                partial += xp.matmul(cols, g.swapaxes(1, 2))
-        return partial
+    def products(jobs):                              # one host thread's share of the tiles, its own buffers
+        partials = {}
+        for p in sorted({p for p, _ in jobs}):
+            part, tiles = parts[p], [tile for q, tile in jobs if q == p]
+            top, cols = part.area or (slice(0, None), slice(None))        # the part's outputs in ``out``
+            width = part.windows.out_hw[1]
+            for images, first, last, columns in part.windows.column_tiles(source, tiles, groups):
+                count, length = images.stop - images.start, (last - first) * width
+                span = (images, slice(None), slice(top.start + first, top.start + last), cols)
+                columns = columns.reshape(groups, columns.shape[0] // groups, count * length)  # (G, K, n·L): one GEMM
+                if weight is not None:
+                    tile = out[span]                                                        # (n, O, rows, cols)
+                    if count == 1 and part.area is None:                                   # straight into the output
+                        xp.matmul(weights[p], columns, out=tile.reshape(groups, o // groups, length))
+                    else:                                             # (O, n·L) → the images' (n, O, …) slices
+                        tile[...] = xp.matmul(weights[p], columns).reshape((o, count) + tile.shape[2:]).swapaxes(0, 1)
+                    if bias is not None:                                           # while the tile is in cache
+                        tile += bias[:, None, None]
+                if other is not None:
+                    g = other[span].swapaxes(0, 1).reshape(groups, o // groups, count * length)  # (G, O/G, n·L)
+                    # the colsᵀ-side product (K × n·L)(n·L × O/G) measured ~2× faster in OpenBLAS than the other side
+                    product = xp.matmul(columns, g.swapaxes(1, 2))
+                    if p in partials:
+                        partials[p] += product
+                    else:
+                        partials[p] = product
+        return partials
 
-    # the tiles are shared out over the host threads, each building and multiplying its own: NumPy copies a
+    # the tiles are dealt out over the host threads, each building and multiplying its own: NumPy copies a
     # tile's columns on one core, so with one thread filling and BLAS multiplying, a core would sit idle
-    tiles = windows.tiles(source)
-    partials = split_work(products, len(tiles), source)
+    jobs, costs = [], []
+    for p, part in enumerate(parts):
+        for tile in part.windows.tiles(source):
+            jobs.append((p, tile))
+            costs.append((tile[0].stop - tile[0].start) * (tile[2] - tile[1]) * np.prod(_tap_shape(part, (kh, kw))))
+    shares = _balanced(jobs, costs, max(1, min(get_num_threads(), len(jobs))))
+    results = split_work(lambda start, stop: products([job for share in shares[start:stop] for job in share]),
+                         len(shares), source)
     if other is not None:
-        grad = partials[0]
-        for partial in partials[1:]:
-            grad += partial
-    if out is not None:
-        out = out.reshape(n, o, oh, ow)
-    if grad is not None:
-        grad = grad.swapaxes(1, 2).reshape(o, c // groups, kh, kw)
+        grad = xp.zeros((groups, kh, kw, per_group, o // groups), dtype=xp.result_type(source, other))
+        for partials in results:
+            for p, partial in partials.items():                         # (G, K, O/G), K = (taps, C/G): a view
+                partial = partial.reshape((groups,) + _tap_shape(parts[p], (kh, kw)) + (per_group, o // groups))
+                if parts[p].taps is None:
+                    grad += partial
+                else:
+                    grad[(slice(None),) + parts[p].taps] += partial
+        grad = grad.transpose(0, 4, 3, 1, 2).reshape(o, per_group, kh, kw)          # (G, O/G, C/G, KH, KW)
     return out, grad
 
 
