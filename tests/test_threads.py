@@ -45,6 +45,21 @@ def test_one_call_when_there_is_too_little_work_or_no_host_array(two_threads):
     assert calls == [(0, 3), (0, 8), (0, 0)]
 
 
+def test_rowwise_blocks_cover_each_chunk_in_cache_sized_pieces(two_threads, monkeypatch):
+    """block_bytes cuts each thread's chunk into pieces of at most that many bytes of ``out``, in order."""
+    monkeypatch.setattr(threads, "ROWWISE_BYTES", 1)
+    out, source = np.zeros((10, 4)), np.arange(40.0).reshape(10, 4)
+    pieces = []
+
+    def double(o, x):
+        pieces.append(len(o))
+        o[...] = 2 * x
+
+    threads.rowwise(double, out, source, block_bytes=3 * out[0].nbytes)
+    np.testing.assert_array_equal(out, 2 * source)
+    assert sorted(pieces) == [2, 2, 3, 3] and max(pieces) * out[0].nbytes <= 3 * out[0].nbytes
+
+
 def test_a_split_inside_a_chunk_runs_as_one_chunk(two_threads):
     """No deadlock and no second BLAS limit: the nested call does its whole range itself."""
     inner = []

@@ -82,14 +82,26 @@ def split_work(task, count: int, array, grain: int = 1) -> list:
         _splitting.release()
 
 
-def rowwise(compute, out, *arrays):
+def rowwise(compute, out, *arrays, block_bytes=None):
     """``compute(out[a:b], *(x[a:b] for x in arrays))`` over chunks of the first axis, one per host thread
     (one call for arrays under ``ROWWISE_BYTES``, 0-d ones, and GPU arrays). ``compute`` writes its chunk
-    of ``out``, in as many in-place passes as it needs."""
-    if out.ndim == 0 or out.nbytes < ROWWISE_BYTES:
+    of ``out``, in as many in-place passes as it needs. With ``block_bytes`` a NumPy chunk is cut further
+    into blocks of about that many bytes of ``out``, one call each, so that those passes run in cache."""
+    step = None
+    if block_bytes is not None and isinstance(out, np.ndarray) and out.ndim and len(out):
+        step = max(1, block_bytes // max(1, out[0].nbytes))
+
+    def chunk(a, b):
+        for start in range(a, b, step or max(1, b - a)):
+            stop = min(b, start + (step or b))
+            compute(out[start:stop], *(x[start:stop] for x in arrays))
+
+    if out.ndim == 0:
         compute(out, *arrays)
-        return out
-    split_work(lambda a, b: compute(out[a:b], *(x[a:b] for x in arrays)), out.shape[0], out)
+    elif out.nbytes < ROWWISE_BYTES:
+        chunk(0, out.shape[0])
+    else:
+        split_work(chunk, out.shape[0], out)
     return out
 
 

@@ -3,8 +3,10 @@
 **Windows.** A pooling window reads the same pixels as a convolution's, but nothing needs the window
 as a column: tap (i, j) of every window at once is one strided view of the (padded) input,
 ``x[i·dh :: sh, j·dw :: sw]`` cut to (OH, OW). Max pooling keeps a running maximum over the KH·KW views
-(and which tap won, for the backward), average pooling a running sum; the backward adds the output
-gradient back onto each view — the adjoint of reading it. No (N, C, KH·KW, OH, OW) array is built.
+and then finds which tap won, for the backward; average pooling keeps a running sum. No (N, C, KH·KW,
+OH, OW) array is built, and the passes go over blocks of planes small enough to stay in cache. The
+backward of average pooling adds the output gradient back onto each view — the adjoint of reading it;
+that of max pooling sums it onto the winning pixels with one ``bincount``.
 
 * max:      y = max over the window;  ∂y/∂x = 1 at the window's (first) maximum, 0 elsewhere.
 * average:  y = Σ window / divisor;   ∂y/∂x = 1/divisor for every pixel of the window.
@@ -78,35 +80,44 @@ def _padded(x, kernel, stride, padding, dilation, out_size, fill):
     return padded
 
 
+BLOCK_BYTES = 64 * 2**10
+
+
+def _planes(array):
+    """(N, C, H, W) → (N·C, H, W): the pooling of one plane is independent of every other."""
+    return array.reshape((-1,) + array.shape[2:])
+
+
 def _taps(padded, kernel, stride, dilation, out_size):
-    """Yield ``(t, view)``: the pixel that tap t = i·KW + j of every window reads, as one (N, C, OH, OW) view."""
+    """Yield ``(t, view)``: the pixel that tap t = i·KW + j of every window reads, as one (…, OH, OW) view."""
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out_size
     for i in range(kh):
         for j in range(kw):
-            yield i * kw + j, padded[:, :, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
+            yield i * kw + j, padded[..., i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw]
 
 
-def _add_onto_taps(grad, input_shape, kernel, stride, padding, dilation, winner=None):
-    """The input gradient of a pooling: for every tap t, ``grad`` (N, C, OH, OW) — or, given the max
-    pool's ``winner``, only where tap t won — added onto the pixels tap t read."""
+def _add_onto_taps(grad, input_shape, kernel, stride, padding, dilation):
+    """The input gradient of average pooling: for every tap, ``grad`` (N, C, OH, OW) added onto the pixels
+    that tap read."""
     xp = get_array_module(grad)
     (h, w), (ph, pw), out_size = input_shape[2:], padding, grad.shape[2:]
 
-    def add(total, g, *won):                      # a chunk of images; one tap's pixels are distinct
-        for t, view in _taps(total, kernel, stride, dilation, out_size):
-            view += xp.where(won[0] == t, g, 0) if won else g
+    def add(total, g):                         # a block of planes, in cache; one tap's pixels are distinct
+        for _, view in _taps(total, kernel, stride, dilation, out_size):
+            view += g
 
     hp, wp = padded_shape((h, w), kernel, stride, padding, dilation, out_size)
     total = xp.zeros(tuple(input_shape[:2]) + (hp, wp), dtype=grad.dtype)
-    rowwise(add, total, grad, *([] if winner is None else [winner]))
+    rowwise(add, _planes(total), _planes(grad), block_bytes=BLOCK_BYTES)
     return total[:, :, ph:ph + h, pw:pw + w]
 
 
 class MaxPool2d(Function):
     """y = max of each window, a running maximum over the KH·KW tap views; ``winner`` records the tap.
 
-    A tap replaces the maximum only when it is strictly larger (ties keep the first maximum) or NaN (NaN
-    propagates, and the last NaN wins), as in PyTorch's CPU kernel. Backward sends g to the winning tap.
+    The winner is the first tap equal to the maximum (ties keep the first, as a running "strictly larger"
+    test would) or, where the window holds a NaN, the last NaN tap (NaN propagates), as in PyTorch's CPU
+    kernel. Backward sends g to the winning tap. Both passes go over blocks of planes that fit in cache.
     """
 
     def forward(self, input, *, kernel_size, stride, padding, dilation, out_size, return_indices):
@@ -114,37 +125,47 @@ class MaxPool2d(Function):
         padded = _padded(input, kernel_size, stride, padding, dilation, out_size, _lowest(input.dtype))
         floating = np.issubdtype(input.dtype, np.floating)
 
-        def running_max(output, x, winner):       # a chunk of images
-            taps = _taps(x, kernel_size, stride, dilation, out_size)
-            output[...] = next(taps)[1]
-            for t, view in taps:
-                better = view > output
-                if floating:
-                    better |= xp.isnan(view)
-                xp.copyto(output, view, where=better)
-                xp.copyto(winner, t, where=better)
+        def running_max(output, x, winner):       # a block of planes, in cache
+            taps = list(_taps(x, kernel_size, stride, dilation, out_size))
+            output[...] = taps[0][1]
+            for _, view in taps[1:]:
+                xp.maximum(output, view, out=output)                              # NaN propagates
+            for t, view in reversed(taps):                                        # the first equal tap wins
+                xp.copyto(winner, t, where=view == output)
+            if floating and xp.isnan(output).any():                               # the last NaN tap wins
+                for t, view in taps:
+                    xp.copyto(winner, t, where=xp.isnan(view))
 
         shape = input.shape[:2] + tuple(out_size)
-        winner = xp.zeros(shape, dtype=np.min_scalar_type(kernel_size[0] * kernel_size[1] - 1))
-        output = rowwise(running_max, xp.empty(shape, dtype=input.dtype), padded, winner)
+        winner = xp.empty(shape, dtype=np.min_scalar_type(kernel_size[0] * kernel_size[1] - 1))
+        output = xp.empty(shape, dtype=input.dtype)
+        rowwise(running_max, _planes(output), _planes(padded), _planes(winner), block_bytes=BLOCK_BYTES)
         self.save_for_backward(winner)
         self.geometry = (input.shape, kernel_size, stride, padding, dilation)
         if return_indices:
             return output, self._flat_indices(winner, xp)
         return output
 
-    def _flat_indices(self, winner, xp):
-        """Position of each maximum as row·W + column of the unpadded input plane (``return_indices``)."""
-        (_, _, _, width), (_, kw), (sh, sw), (ph, pw), (dh, dw) = self.geometry
+    def _flat_indices(self, winner, xp, plane_size=0):
+        """Position of each maximum as row·W + column of the unpadded input plane (``return_indices``), plus
+        ``plane_size`` × the plane's number: the window's first pixel plus the winning tap's offset."""
+        (n, c, _, width), (kh, kw), (sh, sw), (ph, pw), (dh, dw) = self.geometry
         oh, ow = winner.shape[-2:]
-        winner = winner.astype(xp.int64)
-        rows = xp.arange(oh)[:, None] * sh - ph + (winner // kw) * dh
-        columns = xp.arange(ow) * sw - pw + (winner % kw) * dw
-        return rows * width + columns
+        corners = (xp.arange(oh)[:, None] * sh - ph) * width + xp.arange(ow) * sw - pw          # (OH, OW)
+        tap_offsets = (xp.arange(kh)[:, None] * dh * width + xp.arange(kw) * dw).ravel()       # (KH·KW,)
+        planes = (xp.arange(n * c, dtype=xp.int64) * plane_size).reshape(n, c, 1, 1)
+        return tap_offsets[winner] + (corners + planes)
 
     def backward(self, grad):
+        """g summed onto the winning input pixels: one ``bincount`` of the maxima's flat indices (windows
+        overlap when the stride is smaller than the kernel, so a pixel may win several)."""
         (winner,) = self.saved
-        return _add_onto_taps(grad, *self.geometry, winner=winner)
+        xp = get_array_module(grad)
+        input_shape = self.geometry[0]
+        n, c, h, w = input_shape
+        flat = self._flat_indices(winner, xp, plane_size=h * w)
+        total = xp.bincount(flat.ravel(), weights=grad.ravel(), minlength=n * c * h * w)
+        return total.astype(grad.dtype, copy=False).reshape(input_shape)
 
 
 @accepts_unbatched("max_pool2d")
