@@ -10,6 +10,7 @@ import torch.nn.functional as TF
 import minseg
 import minseg.functional as F
 from minseg.functional import conv as conv_module
+from minseg.functional import windows as windows_module
 from minseg.functional import im2col as teaching
 from minseg.functional.conv import col2im, conv_output_size, conv_transpose_output_size, im2col
 from helpers import check_directional_derivative, check_twin
@@ -48,12 +49,12 @@ def tiling(request, monkeypatch):
     """Run a test with the default tile size, again with one output row per tile, and again with every
     border region that reads padding split off as its own part (``Windows.regions``), however thin."""
     if request.param == "one-row-tiles":
-        monkeypatch.setattr(conv_module, "TILE_BYTES", 1)
-        monkeypatch.setattr(conv_module, "GPU_TILE_BYTES", 1)
-        monkeypatch.setattr(conv_module, "MIN_TILE_COLUMNS", 1)
+        monkeypatch.setattr(windows_module, "TILE_BYTES", 1)
+        monkeypatch.setattr(windows_module, "GPU_TILE_BYTES", 1)
+        monkeypatch.setattr(windows_module, "MIN_TILE_COLUMNS", 1)
     if request.param == "every-region":
-        monkeypatch.setattr(conv_module, "SPLIT_SAVING", 0.0)
-        monkeypatch.setattr(conv_module, "MIN_RUN", 1)
+        monkeypatch.setattr(windows_module, "SPLIT_SAVING", 0.0)
+        monkeypatch.setattr(windows_module, "MIN_RUN", 1)
     return request.param
 
 
@@ -146,8 +147,8 @@ def test_col2im_is_the_adjoint_of_im2col(stride, padding, dilation, rng):
 def test_tiling_gives_the_same_result(monkeypatch, rng, device):
     """With a tiny tile budget every tile is one output row of one image; results and gradients must not change."""
     x, w, b = rng.standard_normal((5, 3, 9, 9)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
-    monkeypatch.setattr(conv_module, "TILE_BYTES", 1)
-    monkeypatch.setattr(conv_module, "GPU_TILE_BYTES", 1)
+    monkeypatch.setattr(windows_module, "TILE_BYTES", 1)
+    monkeypatch.setattr(windows_module, "GPU_TILE_BYTES", 1)
     check_twin(lambda F, x, w, b: F.conv2d(x, w, b, padding=1), x, w, b, device=device)
     check_twin(lambda F, x, w: F.conv_transpose2d(x, w, stride=2), x, rng.standard_normal((3, 2, 4, 4)), device=device)
 
@@ -218,7 +219,7 @@ def test_pointwise_convs_skip_im2col_and_match_torch(groups, rng, device):
     check_twin(lambda F, x, w, b: F.conv2d(x, w, b, groups=groups), x, w, b, device=device)
     wt = rng.standard_normal((4, 6 // groups, 1, 1))
     check_twin(lambda F, x, w: F.conv_transpose2d(x, w, groups=groups), x, wt, device=device)
-    windows = conv_module.Windows(x.shape[2:], (1, 1), (1, 1), (1, 1), (0, 0), x.shape[2:])
+    windows = windows_module.Windows(x.shape[2:], (1, 1), (1, 1), (1, 1), (0, 0), x.shape[2:])
     tiles = list(windows.column_tiles(x))
     assert len(tiles) == x.shape[0] and all(np.shares_memory(cols, x) for *_, cols in tiles)  # x itself, no copy
 
@@ -226,18 +227,18 @@ def test_pointwise_convs_skip_im2col_and_match_torch(groups, rng, device):
 # ------------------------------------------------------------------ regions that read padding
 def test_tap_runs_of_aspp_geometries():
     """3×3, dilation 12 on 33 outputs: the first 12 read inside with taps 1–2 only, the last 12 with taps 0–1."""
-    Run = conv_module.Run
-    windows = conv_module.Windows((33, 33), (3, 3), (1, 1), (12, 12), (12, 12), (33, 33))
+    Run = windows_module.Run
+    windows = windows_module.Windows((33, 33), (3, 3), (1, 1), (12, 12), (12, 12), (33, 33))
     runs = [Run(0, 12, 1, 3), Run(12, 21, 0, 3), Run(21, 33, 0, 2)]
-    assert conv_module.tap_runs(windows.row_reads, 33) == runs
+    assert windows_module.tap_runs(windows.row_reads, 33) == runs
     assert windows.regions == [(rows, cols) for rows in runs for cols in runs]
     # dilation 18 on a 16×16 map: the outer taps never read inside, so only the centre tap is left
-    windows = conv_module.Windows((16, 16), (3, 3), (1, 1), (18, 18), (18, 18), (16, 16))
+    windows = windows_module.Windows((16, 16), (3, 3), (1, 1), (18, 18), (18, 18), (16, 16))
     assert windows.regions == [(Run(0, 16, 1, 2), Run(0, 16, 1, 2))]
     # 3×3 with padding 1 on 128: the border rows save 0.5 % of the columns, not worth a split
-    assert conv_module.Windows((128, 128), (3, 3), (1, 1), (1, 1), (1, 1), (128, 128)).regions is None
+    assert windows_module.Windows((128, 128), (3, 3), (1, 1), (1, 1), (1, 1), (128, 128)).regions is None
     # runs shorter than MIN_RUN merge: padding 1 on 6 outputs would give runs of 1, 4 and 1
-    assert conv_module.tap_runs(conv_module.Windows((6, 6), (3, 3), (1, 1), (1, 1), (1, 1), (6, 6)).row_reads, 6) \
+    assert windows_module.tap_runs(windows_module.Windows((6, 6), (3, 3), (1, 1), (1, 1), (1, 1), (6, 6)).row_reads, 6) \
         == [Run(0, 6, 0, 3)]
 
 
@@ -245,8 +246,8 @@ def test_a_dilation_wider_than_the_map_reads_no_padding(monkeypatch, rng):
     """ASPP's rate-18 branch on a 16×16 map is a 1×1 conv with the centre tap: no columns are built, forward
     or backward, and the result (with its gradients) still equals PyTorch's."""
     fills = []
-    real = conv_module.Windows.fill_columns
-    monkeypatch.setattr(conv_module.Windows, "fill_columns", lambda self, *a: fills.append(self.kernel) or real(self, *a))
+    real = windows_module.Windows.fill_columns
+    monkeypatch.setattr(windows_module.Windows, "fill_columns", lambda self, *a: fills.append(self.kernel) or real(self, *a))
     x, w, b = rng.standard_normal((2, 3, 16, 16)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
     check_twin(lambda F, x, w, b: F.conv2d(x, w, b, padding=18, dilation=18), x, w, b)
     assert fills == []

@@ -93,10 +93,10 @@ def test_set_num_threads_names_a_bad_count(count):
 
 def test_a_conv_gives_the_same_numbers_on_one_thread_and_on_two(monkeypatch, rng):
     """The tiles are shared out over the threads; only the order of the weight gradient's sum changes."""
-    import minseg.functional.conv as conv_module
+    import minseg.functional.windows as windows_module
 
-    monkeypatch.setattr(conv_module, "TILE_BYTES", 1)
-    monkeypatch.setattr(conv_module, "MIN_TILE_COLUMNS", 1)
+    monkeypatch.setattr(windows_module, "TILE_BYTES", 1)
+    monkeypatch.setattr(windows_module, "MIN_TILE_COLUMNS", 1)
     x, w = rng.standard_normal((3, 4, 9, 8)), rng.standard_normal((5, 4, 3, 3))
     g = rng.standard_normal((3, 5, 9, 8))
     results = []
