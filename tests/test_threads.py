@@ -45,6 +45,16 @@ def test_one_call_when_there_is_too_little_work_or_no_host_array(two_threads):
     assert calls == [(0, 3), (0, 8), (0, 0)]
 
 
+def test_work_too_small_to_share_still_runs_blas_on_one_thread(two_threads):
+    """A one-chunk split on the host (a conv with a single tile) keeps BLAS's own threads asleep: woken for
+    a small GEMM they would spin on and slow the next split's host threads."""
+    (inside,) = threads.split_work(lambda a, b: _blas_threads(), 1, np.zeros(1))
+    assert set(inside) == {1}
+    before = _blas_threads()
+    (elsewhere,) = threads.split_work(lambda a, b: _blas_threads(), 1, [0.0])   # not a host array
+    assert elsewhere == before
+
+
 def test_rowwise_blocks_cover_each_chunk_in_cache_sized_pieces(two_threads, monkeypatch):
     """block_bytes cuts each thread's chunk into pieces of at most that many bytes of ``out``, in order."""
     monkeypatch.setattr(threads, "ROWWISE_BYTES", 1)

@@ -63,12 +63,24 @@ def split_work(task, count: int, array, grain: int = 1) -> list:
 
     The chunks must write disjoint memory; the calling thread runs the first one itself. While they run,
     BLAS is held to one thread: the chunks already fill the cores, and a GEMM inside one that woke BLAS's
-    own threads would fight them for the same cores."""
+    own threads would fight them for the same cores. So it is for work too small to share."""
     global _pool
-    chunks = min(get_num_threads(), count // max(1, grain)) if isinstance(array, np.ndarray) else 1
+    host = isinstance(array, np.ndarray) and get_num_threads() > 1
+    chunks = min(get_num_threads(), count // max(1, grain)) if host else 1
     # one split at a time: a call from inside a chunk, or from another thread meanwhile, runs as one chunk
-    if chunks <= 1 or not _splitting.acquire(blocking=False):
+    if not _splitting.acquire(blocking=False):
         return [task(0, count)]
+    if chunks <= 1:
+        # too little work to share, and too little for BLAS's threads too: woken for a small GEMM, they
+        # spin on for a while afterwards and slow the host threads of the next split (a DeepLab v3+ step
+        # ran about a tenth faster once these GEMMs stopped waking them)
+        try:
+            if not host:
+                return [task(0, count)]
+            with _one_blas_thread():
+                return [task(0, count)]
+        finally:
+            _splitting.release()
     try:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=get_num_threads() - 1, thread_name_prefix="minseg")
