@@ -62,6 +62,7 @@ def _parts(windows: Windows) -> tuple:
 
 
 def _tap_shape(part: Part, kernel: tuple) -> tuple:
+    """(rows, cols) of the kernel taps that ``part`` multiplies."""
     return kernel if part.taps is None else tuple(taps.stop - taps.start for taps in part.taps)
 
 
@@ -81,9 +82,10 @@ def column_products(source, windows: Windows, groups: int, weight=None, other=No
     * ``weight`` (O, C/G, KH, KW) given: out = W · cols (+ ``bias``), the convolution (N, O, OH, OW);
     * ``other`` (N, O, OH, OW) given: Σₙ other[n] · cols[n]ᵀ, the weight gradient (O, C/G, KH, KW).
 
-    A tile's columns are laid out (C·KH·KW, n·L), its images side by side, so each product is one GEMM.
+    A tile's columns are laid out (G·KH·KW·C/G, n·L), its images side by side, so each product is one GEMM.
     Where border regions read padding for some taps, each region is its own part with just the taps it
-    reads inside (see the module's point 4); the tiles of all parts are dealt out over the host threads.
+    reads inside (``windows.py``, point 3); the tiles of all parts are dealt out over the host threads,
+    about equal work to each.
 
     Returns ``(out, weight_grad)``, ``None`` for the product not asked for.
     """
