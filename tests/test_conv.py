@@ -53,8 +53,7 @@ def tiling(request, monkeypatch):
         monkeypatch.setattr(windows_module, "GPU_TILE_BYTES", 1)
         monkeypatch.setattr(windows_module, "MIN_TILE_COLUMNS", 1)
     if request.param == "every-region":
-        monkeypatch.setattr(windows_module, "SPLIT_SAVING", 0.0)
-        monkeypatch.setattr(windows_module, "MIN_RUN", 1)
+        monkeypatch.setattr(windows_module, "RUN_OVERHEAD", 0)
     return request.param
 
 
@@ -237,7 +236,12 @@ def test_tap_runs_of_aspp_geometries():
     assert windows.regions == [(Run(0, 16, 1, 2), Run(0, 16, 1, 2))]
     # 3×3 with padding 1 on 128: the border rows save 0.5 % of the columns, not worth a split
     assert windows_module.Windows((128, 128), (3, 3), (1, 1), (1, 1), (1, 1), (128, 128)).regions is None
-    # runs shorter than MIN_RUN merge: padding 1 on 6 outputs would give runs of 1, 4 and 1
+    # DeepLab v3+ at output stride 16: rate 12 on a 16×16 map reads padding with 3/4 of its products (split);
+    # rate 6 would split into runs of 6, 4 and 6 outputs saving a quarter, less than the overhead (measured)
+    rate12 = windows_module.Windows((16, 16), (3, 3), (1, 1), (12, 12), (12, 12), (16, 16)).row_reads
+    assert windows_module.tap_runs(rate12, 16) == [Run(0, 4, 1, 3), Run(4, 12, 1, 2), Run(12, 16, 0, 2)]
+    assert windows_module.Windows((16, 16), (3, 3), (1, 1), (6, 6), (6, 6), (16, 16)).regions is None
+    # runs of 1, 4 and 1 (padding 1 on 6 outputs) would save 2 entries for 2 × RUN_OVERHEAD: one run
     assert windows_module.tap_runs(windows_module.Windows((6, 6), (3, 3), (1, 1), (1, 1), (1, 1), (6, 6)).row_reads, 6) \
         == [Run(0, 6, 0, 3)]
 

@@ -16,9 +16,9 @@
    at output stride 16) its dilation-18 branch reads nothing but padding outside the centre tap. Along
    each axis the outputs fall into runs that read inside with the same contiguous range of taps; a
    run × run *region* is a smaller convolution with just those taps (``Windows.regions``), so zeros are
-   neither copied nor multiplied. An axis is split only where that saves at least ``SPLIT_SAVING`` of
-   its column entries and each run is ``MIN_RUN`` or more outputs long (thin runs would make thin
-   GEMMs); taps that no output reads inside are always dropped.
+   neither copied nor multiplied. Each extra run along an axis is charged ``RUN_OVERHEAD`` column
+   entries (small parts copy and multiply less efficiently), so a split is made only where it saves
+   more; taps that no output reads inside are always dropped.
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ from ..core.backend import get_array_module
 TILE_BYTES = 4 * 2**20
 GPU_TILE_BYTES = 256 * 2**20
 MIN_TILE_COLUMNS = 512
-SPLIT_SAVING = 0.1
-MIN_RUN = 4
+RUN_OVERHEAD = 8
 
 
 def _reads_inside(offset: int, stride: int, count: int, size: int) -> tuple:
@@ -54,10 +53,12 @@ class Run(NamedTuple):
 def tap_runs(reads: list, count: int) -> list:
     """Split one axis's ``count`` outputs into ``Run``s, given each tap's ``_reads_inside`` range.
 
-    Tap i reads inside for outputs [first_i, last_i), so the taps an output reads inside with form one
-    contiguous range, which changes only at those ends. Runs shorter than ``MIN_RUN`` merge into a
-    neighbour (reading padding for the taps they gain); if splitting saves less than ``SPLIT_SAVING`` of
-    the axis's column entries, one run covers the axis with every tap that any output reads inside.
+    Tap i reads inside for outputs [first_i, last_i), so the taps an output reads inside form one
+    contiguous range, which changes only at those ends: the elementary runs. Adjacent runs may merge,
+    reading padding for the taps one of them gains. A run of length L with T taps costs L·T column
+    entries, and every run after the first ``RUN_OVERHEAD`` more (a smaller part means smaller copies and
+    GEMMs); the cheapest grouping is found by dynamic programming over the run boundaries. Taps that no
+    output reads inside are never in a run.
     """
     ends = sorted({0, count} | {e for first, last, _ in reads for e in (first, last) if 0 < e < count})
     runs = []
@@ -65,23 +66,23 @@ def tap_runs(reads: list, count: int) -> list:
         taps = [i for i, (first, last, _) in enumerate(reads) if first <= a and b <= last]
         runs.append(Run(a, b, taps[0], taps[-1] + 1) if taps else Run(a, b, 0, 0))
 
-    def merged(left, right):                                 # the hull of both tap ranges (an empty one adds none)
-        spans = [(r.tap0, r.tap1) for r in (left, right) if r.tap1 > r.tap0]
+    def merged(group):                            # one run over ``group``: the hull of its tap ranges
+        spans = [(r.tap0, r.tap1) for r in group if r.tap1 > r.tap0]
         taps = (min(t0 for t0, _ in spans), max(t1 for _, t1 in spans)) if spans else (0, 0)
-        return Run(left.first, right.last, *taps)
+        return Run(group[0].first, group[-1].last, *taps)
 
-    while len(runs) > 1 and min(r.last - r.first for r in runs) < MIN_RUN:
-        k = min(range(len(runs)), key=lambda i: runs[i].last - runs[i].first)
-        j = k + 1 if k == 0 or (k + 1 < len(runs) and runs[k + 1].last - runs[k + 1].first
-                                < runs[k - 1].last - runs[k - 1].first) else k - 1
-        runs[min(j, k):max(j, k) + 1] = [merged(runs[min(j, k)], runs[max(j, k)])]
-    read = sum((r.last - r.first) * (r.tap1 - r.tap0) for r in runs)
-    if len(runs) > 1 and read > (1 - SPLIT_SAVING) * count * len(reads):
-        whole = runs[0]
-        for run in runs[1:]:
-            whole = merged(whole, run)
-        runs = [whole]
-    return runs
+    def cost(run):
+        return (run.last - run.first) * (run.tap1 - run.tap0)
+
+    # best[j]: the cheapest grouping of runs[:j], as (cost, runs); the shortest last group wins ties
+    best = [(0, [])]
+    for j in range(1, len(runs) + 1):
+        options = []
+        for i in range(j - 1, -1, -1):
+            run = merged(runs[i:j])
+            options.append((best[i][0] + cost(run) + (RUN_OVERHEAD if i else 0), best[i][1] + [run]))
+        best.append(min(options, key=lambda option: option[0]))
+    return best[-1][1]
 
 
 class Windows:
